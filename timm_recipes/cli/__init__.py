@@ -1,0 +1,53 @@
+"""The `timm-recipes` command line.
+
+Each sub-command lives in its own module of this package (``timm_recipes/cli/<name>.py``) exposing
+``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``. The argparse namespace stops there:
+``run`` turns it into typed calls of the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+COMMANDS = ("demo", "train", "evaluate", "fixres", "export", "publish", "preview", "search")
+
+
+def _command_modules() -> dict[str, object]:
+    modules = {}
+    for name in COMMANDS:
+        try:
+            modules[name] = importlib.import_module(f"timm_recipes.cli.{name}")
+        except ModuleNotFoundError as err:  # a command not built yet must not break the others
+            if err.name != f"timm_recipes.cli.{name}":
+                raise
+    return modules
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from timm_recipes import __version__
+
+    parser = argparse.ArgumentParser(prog="timm-recipes", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module in _command_modules().items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        return int(args._run(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
+        if os.environ.get("TIMM_RECIPES_TRACEBACK"):
+            raise
+        print(f"timm-recipes {args.command}: error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,33 @@
+"""Training: schedules, losses, the engine, the trainer, FixRes and search.
+
+Names are resolved lazily (PEP 562) so that ``import timm_recipes.train`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "create_scheduler": "schedules",
+    "LRScheduler": "schedules",
+    "SoftTargetCrossEntropy": "losses",
+    "create_loss": "losses",
+    "fit": "trainer",
+    "FitResult": "trainer",
+    "evaluate": "engine",
+    "train_one_epoch": "engine",
+    "fixres_finetune": "fixres",
+    "select_test_resolution": "fixres",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
