@@ -27,6 +27,16 @@ _EXPORTS = {
     "create_loader": "datasets",
     "load_sample_photos": "datasets",
     "decode_image": "datasets",
+    "CorruptImageError": "datasets",
+    "SeededLoader": "datasets",
+    "sample_jpeg_bytes": "datasets",
+    "sample_photo_paths": "datasets",
+    "digits_split_indices": "datasets",
+    "IMAGE_EXTENSIONS": "datasets",
+    # preview.py
+    "preview_pipeline": "preview",
+    "preview_mixing": "preview",
+    "PreviewGrid": "preview",
 }
 
 __all__ = sorted(_EXPORTS)
