@@ -18,6 +18,9 @@ _EXPORTS = {
     "train_one_epoch": "engine",
     "fixres_finetune": "fixres",
     "select_test_resolution": "fixres",
+    "run_search": "search",
+    "SearchResult": "search",
+    "sample_trial": "search",
 }
 
 __all__ = sorted(_EXPORTS)
