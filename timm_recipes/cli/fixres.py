@@ -1,0 +1,72 @@
+"""`timm-recipes fixres`: choose the test resolution on held-out training data, then fine-tune at it (FixRes)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = (
+    "FixRes (https://arxiv.org/abs/1906.06423): pick the test size/crop on held-out training data, then fine-tune "
+    "the classifier and the last BatchNorm at that size"
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="a run folder, its checkpoints/ folder, a tag file or a checkpoint folder")
+    parser.add_argument(
+        "--recipe", default=None, help="a preset name or recipe YAML (default: the recipe saved in the checkpoint)"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set fixres.epochs=3 (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--sizes", type=int, nargs="+", default=None, metavar="S",
+        help="candidate test sizes (default: fixres.test_sizes, else 1, 1.125, ..., 1.5 times the train size)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--crop-pcts", type=float, nargs="+", default=None, metavar="P",
+        help="candidate crop fractions (default: fixres.test_crop_pcts)",
+    )  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: fixres.epochs)")
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: fixres.lr)")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: data.batch_size")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--ema", dest="from_ema", action="store_true", default=None, help="start from EMA weights")
+    weights.add_argument("--raw", dest="from_ema", action="store_false", help="start from the raw weights")
+    parser.add_argument("--tag", choices=("best", "last"), default="best", help="which checkpoint (default: best)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, auto (default: run.device)")
+    parser.add_argument("--out", default=None, help="output folder (default: <run>/fixres)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from timm_recipes.config import apply_overrides, load_recipe, recipe_from_dict
+    from timm_recipes.train.fixres import open_run_checkpoint, run_fixres
+
+    recipe = None
+    if args.recipe is not None:
+        recipe = load_recipe(args.recipe)
+    if args.overrides:
+        if recipe is None:
+            recipe = recipe_from_dict(open_run_checkpoint(args.run, args.tag).recipe())
+        recipe = apply_overrides(recipe, args.overrides)
+    result = run_fixres(
+        args.run,
+        recipe,
+        sizes=args.sizes,
+        crop_pcts=args.crop_pcts,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        from_ema=args.from_ema,
+        tag=args.tag,
+        device=args.device,
+        output_dir=args.out,
+    )
+    print("held-out selection (top-1 %, loss):")
+    for row in result.table:
+        mark = " <- chosen" if (row["size"], row["crop_pct"]) == (result.test_size, result.test_crop_pct) else ""
+        print(f"  {row['size']:>4}px crop {row['crop_pct']:<5g} {row['top1']:6.2f} %  {row['loss']:.4f}{mark}")
+    print(result.summary())
+    if result.output_dir is not None:
+        print(f"weights and report: {result.output_dir}")
+    return 0
