@@ -10,7 +10,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from timm_recipes import models  # noqa: E402,F401  (registers recipe_* with timm)
-from timm_recipes.layers import StochasticDepth  # noqa: E402
+from timm_recipes import models  # registers recipe_* with timm
+from timm_recipes.layers import StochasticDepth
 
 __all__ = ["StochasticDepth", "__version__", "models"]
