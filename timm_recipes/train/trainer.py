@@ -1,0 +1,903 @@
+"""``fit(recipe)``: the whole training run as one story that reads top to bottom.
+
+    data → model → loss → optimizer → schedule → EMA → DDP (hook) → resume → epochs → checkpoints → early stopping
+
+in the manner of ``main()`` in torchvision's ``references/classification/train.py``, driven by one typed
+:class:`~timm_recipes.config.Recipe` instead of an argparse namespace. Each chapter of the story is a small function
+below :func:`fit`, in the order they are called.
+
+Reproducibility and resume: the data order, the augmentations and the Mixup/CutMix draws of epoch ``e`` are pure
+functions of ``(run.seed, e)``; the global RNG states are saved in every checkpoint with the optimizer, scheduler,
+scaler and EMA state. A run resumed from the checkpoint of epoch ``e`` (after a clean stop or a kill at any moment)
+therefore continues exactly as the uninterrupted run would, bit for bit on the CPU.
+
+Run folder (``run.output_dir``, ``{name}`` = the recipe's name)::
+
+    recipe.yaml  metrics.jsonl  metrics.csv  curves.png  final.json  checkpoints/{last,best}.json + ckpt-*/
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import os
+import random
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+from torch import nn
+from torch.utils.data import Dataset, Sampler
+
+from timm_recipes.config import Recipe, recipe_from_dict, recipe_to_dict, save_recipe
+from timm_recipes.train.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    atomic_write_bytes,
+    capture_rng_state,
+    check_compatible,
+    open_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from timm_recipes.train.ema import WeightEma, adjust_ema_decay
+from timm_recipes.train.engine import evaluate, train_one_epoch
+from timm_recipes.train.losses import create_loss
+from timm_recipes.train.metrics import MetricsLog
+from timm_recipes.train.optim import create_optimizer
+from timm_recipes.train.schedules import LRScheduler, create_scheduler
+
+__all__ = [
+    "DataSplits",
+    "Distributed",
+    "EarlyStopping",
+    "FitResult",
+    "build_datasets",
+    "build_eval_dataset",
+    "create_eval_loader",
+    "create_recipe_model",
+    "fit",
+    "load_checkpoint_model",
+    "resolve_device",
+]
+
+_LOG = logging.getLogger("timm_recipes.train")
+_PLOT_EVERY_S = 60.0  # redraw curves.png at most once a minute during the run (and always at the end)
+
+
+# ================================================================================================ DDP hook
+@dataclass
+class Distributed:
+    """The process group as the trainer sees it. With one process every method is the identity or a no-op.
+
+    This is the place where DistributedDataParallel slots in (``torchrun``): ``from_env`` reads ``RANK``,
+    ``LOCAL_RANK`` and ``WORLD_SIZE`` and initialises the process group, ``wrap`` puts the model in DDP,
+    ``train_sampler`` shards the data per rank and epoch, ``reduce_sum`` all-reduces metric sums, and only the
+    main rank writes files. ``fit`` already calls all of them; nothing else in the trainer needs to change.
+    """
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        """The single process (multi-process initialisation belongs here)."""
+        world_size = int(os.environ.get("WORLD_SIZE", "1"))
+        if world_size > 1:  # never let N unsynchronised copies write into one run folder
+            raise RuntimeError(f"WORLD_SIZE={world_size}: multi-process (torchrun) training is not available here")
+        return cls()
+
+    @property
+    def is_main(self) -> bool:
+        """Whether this process writes checkpoints, metrics and logs."""
+        return self.rank == 0
+
+    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
+        """The model as trained (``DistributedDataParallel(model)`` with several processes)."""
+        return model
+
+    def train_sampler(self, dataset: Dataset, *, seed: int) -> Sampler | None:
+        """A sampler that shards ``dataset`` across ranks (``None``: the loader shuffles it itself)."""
+        return None
+
+    def eval_sampler(self, dataset: Dataset) -> Sampler | None:
+        """A sampler that splits evaluation exactly across ranks, no sample counted twice (``None``: all)."""
+        return None
+
+    @property
+    def reduce_sum(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """All-reduce (sum) of a tensor across ranks, or ``None`` with one process."""
+        return None
+
+    def barrier(self) -> None:
+        """Wait for every rank."""
+
+    def close(self) -> None:
+        """Tear down the process group."""
+
+
+# ================================================================================================ result
+@dataclass(frozen=True)
+class FitResult:
+    """What :func:`fit` returns.
+
+    Attributes:
+        run_dir: The run folder.
+        monitor: ``"ema"`` or ``"raw"``: which weights' validation top-1 chose the best epoch.
+        best_metric: That top-1 (percent) at the best epoch.
+        best_epoch: The best epoch (1-based).
+        epochs_completed: Epochs trained in total (before and after a resume).
+        stopped_early: Whether early stopping ended the run.
+        final: Metrics of the best checkpoint: ``val_top1``, ``val_top5``, ``val_loss`` and with ``ema_`` prefix for
+            the EMA weights, and ``test_*`` / ``ema_test_*`` when the data has a test split.
+        history: The per-epoch records (as in ``metrics.jsonl``).
+        best_checkpoint: The best checkpoint's folder.
+        last_checkpoint: The last checkpoint's folder.
+    """
+
+    run_dir: Path
+    monitor: str
+    best_metric: float | None
+    best_epoch: int | None
+    epochs_completed: int
+    stopped_early: bool
+    final: dict[str, float]
+    history: list[dict[str, Any]] = field(repr=False)
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+
+    @property
+    def metrics_jsonl(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.run_dir / "metrics.csv"
+
+    @property
+    def curves_png(self) -> Path:
+        return self.run_dir / "curves.png"
+
+    @property
+    def recipe_yaml(self) -> Path:
+        return self.run_dir / "recipe.yaml"
+
+
+@dataclass
+class EarlyStopping:
+    """Early stopping on validation top-1: keep the best epoch, stop after ``patience`` epochs without a new best.
+
+    The lecture: training time is a hyper-parameter; using the weights that were best on the validation set selects
+    it. An epoch is a new best when its top-1 is strictly higher than the best so far, or equal with a strictly lower
+    validation loss: on small validation sets top-1 saturates (every model gets the same few images wrong) while the
+    model still improves, and the loss breaks those ties. Otherwise the earlier epoch is kept.
+
+    Args:
+        patience: Epochs without a new best after which to stop (``None``: never stop early).
+    """
+
+    patience: int | None = None
+    best: float | None = None
+    best_loss: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+
+    def update(self, top1: float, epoch: int, loss: float | None = None) -> bool:
+        """Record the validation ``top1`` (and ``loss``) of ``epoch``; returns whether it is the new best."""
+        tie_broken = top1 == self.best and loss is not None and self.best_loss is not None and loss < self.best_loss
+        if self.best is None or top1 > self.best or tie_broken:
+            self.best, self.best_loss, self.best_epoch, self.bad_epochs = float(top1), loss, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "best": self.best,
+            "best_loss": self.best_loss,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.best, self.best_loss, self.best_epoch = state["best"], state["best_loss"], state["best_epoch"]
+        self.bad_epochs = int(state["bad_epochs"])
+
+
+# ================================================================================================ the story
+def fit(
+    recipe: Recipe,
+    *,
+    resume: bool | str | os.PathLike[str] = False,
+    output_dir: str | os.PathLike[str] | None = None,
+    stop_after_epoch: int | None = None,
+) -> FitResult:
+    """Train a model as ``recipe`` says, with checkpoints, resume and early stopping.
+
+    Args:
+        recipe: The resolved recipe.
+        resume: ``False`` starts a new run; ``True`` continues the run in the output folder from its last
+            checkpoint; a path (checkpoint folder, tag file, ``checkpoints/`` or run folder) continues from there.
+        output_dir: The run folder (default: ``recipe.run.output_dir``; when resuming from a path, that run's
+            folder). A new run never reuses a folder that holds a run: ``-2``, ``-3``, … is appended instead.
+        stop_after_epoch: End this call after that epoch, leaving a resumable run (the schedule still spans
+            ``schedule.epochs``).
+
+    Returns:
+        A :class:`FitResult`.
+
+    Raises:
+        ValueError: A bad combination in the recipe, data that do not fit it, or an unusable checkpoint
+            (:class:`~timm_recipes.train.checkpoint.CheckpointError`); the message names the key or the file.
+        FileNotFoundError: A missing data folder, or nothing to resume.
+    """
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a Recipe, got {type(recipe).__name__}")
+    if stop_after_epoch is not None and (isinstance(stop_after_epoch, bool) or stop_after_epoch < 1):
+        raise ValueError(f"stop_after_epoch must be an integer >= 1 or None, got {stop_after_epoch!r}")
+    run, opt, sched = recipe.run, recipe.optim, recipe.schedule
+    dist = Distributed.from_env()  # DDP: rank, world size, process group
+    device = resolve_device(run.device, dist)
+    amp_dtype, scaler = _mixed_precision(run.amp, device)
+    checkpoint = _checkpoint_to_resume(resume, recipe, output_dir)
+    run_dir = _prepare_run_dir(recipe, output_dir, checkpoint, dist)
+    _seed_everything(run.seed, deterministic=run.deterministic, device=device)
+
+    # 1. Data: datasets with their pipelines, then loaders whose randomness depends on (seed, epoch) only.
+    data = build_datasets(recipe)
+    mix_generator = torch.Generator()
+    collate, mixer = _mixing(recipe, data.num_classes, device, mix_generator)
+    train_loader = _train_loader(recipe, data, dist, device, collate)
+    val_loader = create_eval_loader(recipe, data.val, dist, device)
+    steps_per_epoch = math.ceil(len(train_loader) / opt.accum_steps)
+
+    # 2. Model.
+    model = create_recipe_model(recipe, num_classes=data.num_classes).to(device)
+    if run.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    # 3. Loss: label smoothing once, in the mixer's soft targets when Mixup/CutMix is on, else in the loss.
+    loss_fn = create_loss(opt.label_smoothing, soft_targets=recipe.mix.enabled)
+
+    # 4. Optimizer, with the learning rate scaled to the global batch when the recipe states it per B images.
+    global_batch = recipe.data.batch_size * opt.accum_steps * dist.world_size
+    lr = opt.lr * global_batch / opt.lr_base_batch if opt.lr_base_batch else opt.lr
+    extra = {"eps": opt.eps} if opt.eps is not None else {}
+    optimizer = create_optimizer(
+        model,
+        opt.name,
+        lr,
+        opt.weight_decay,
+        momentum=opt.momentum,
+        decay_norm_and_bias=opt.decay_norm_and_bias,
+        **extra,
+    )
+
+    # 5. Schedule, stepped once per optimizer step.
+    scheduler = _create_schedule(recipe, optimizer, steps_per_epoch, lr)
+
+    # 6. EMA of the weights (of the bare model, before any wrapper).
+    ema = _create_ema(recipe, model, dist)
+    monitor = _monitor(recipe, ema)
+
+    # 7. DDP (identity on one process), then optional compilation.
+    train_model = dist.wrap(model, device)
+    if run.compile:
+        train_model = torch.compile(train_model)
+
+    # 8. Resume: weights, optimizer, schedule, scaler, EMA, RNG states and the loop's counters.
+    log = MetricsLog(run_dir, enabled=dist.is_main)
+    stopper = EarlyStopping(run.patience)
+    epoch, step = 0, 0
+    if checkpoint is not None:
+        epoch, step = _resume(checkpoint, recipe, model, optimizer, scheduler, scaler, ema, stopper, steps_per_epoch)
+    if dist.is_main:  # the first write of the run: everything above has been checked
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, run_dir / "recipe.yaml")
+        log.truncate(epoch)
+    _announce(recipe, run_dir, device, data, global_batch, lr, steps_per_epoch, ema, checkpoint, dist)
+
+    # 9. Epochs: train, evaluate raw and EMA weights, log, checkpoint, stop early when the monitor stalls.
+    last_plot = time.perf_counter()
+    last_epoch = sched.epochs if stop_after_epoch is None else min(sched.epochs, stop_after_epoch)
+    while epoch < last_epoch and not stopper.should_stop:
+        epoch, epoch_start = epoch + 1, time.perf_counter()
+        train_loader.set_epoch(epoch - 1)
+        mix_generator.manual_seed(_epoch_seed(run.seed, epoch, dist.rank))
+        train = train_one_epoch(
+            train_model, train_loader, loss_fn, optimizer, scheduler, device=device, epoch=epoch, ema=ema,
+            amp_dtype=amp_dtype, scaler=scaler, grad_clip=opt.grad_clip, accum_steps=opt.accum_steps,
+            channels_last=run.channels_last, start_step=step, log_interval=run.log_interval,
+            progress=run.progress and dist.is_main, reduce_sum=dist.reduce_sum, batch_transform=mixer,
+        )  # fmt: skip
+        step = train["step"]
+        val = _evaluate(train_model, val_loader, device, amp_dtype, run.channels_last, dist)
+        ema_val = {}
+        if ema is not None and recipe.ema.eval:
+            ema_val = _evaluate(ema.module, val_loader, device, amp_dtype, run.channels_last, dist)
+        watched = ema_val if monitor == "ema" else val
+        improved = stopper.update(watched["top1"], epoch, watched["loss"])
+        record = _epoch_record(epoch, train, val, ema_val, stopper, time.perf_counter() - epoch_start)
+        log.append(record)
+        if time.perf_counter() - last_plot > _PLOT_EVERY_S:
+            log.plot()
+            last_plot = time.perf_counter()
+        _LOG.info(_epoch_line(record, monitor))
+        if dist.is_main:  # 10. Checkpoint: `last` every epoch, `best` when the monitored metric improved.
+            state = _training_state(optimizer, scheduler, scaler, ema, stopper, epoch, step, steps_per_epoch)
+            save_checkpoint(
+                run_dir / "checkpoints", model_state=model.state_dict(), model_name=recipe.model.name,
+                num_classes=data.num_classes, epoch=epoch, step=step, recipe=recipe_to_dict(recipe),
+                training_state=state, ema_state=ema.module.state_dict() if ema is not None else None, metrics=record,
+                tags=("last", "best") if improved else ("last",),
+            )  # fmt: skip
+        dist.barrier()
+    if stopper.should_stop:
+        _LOG.info("early stopping: no new best %s validation result for %d epochs", monitor, run.patience)
+    log.plot()
+
+    # 11. The best checkpoint, evaluated on val (and test when there is one), raw and EMA weights.
+    final = _final_evaluation(recipe, run_dir, data, model, ema, device, amp_dtype, dist)
+    dist.close()
+    ckpt_dir = run_dir / "checkpoints"
+    return FitResult(
+        run_dir=run_dir,
+        monitor=monitor,
+        best_metric=stopper.best,
+        best_epoch=stopper.best_epoch,
+        epochs_completed=epoch,
+        stopped_early=stopper.should_stop,
+        final=final,
+        history=list(log.records),
+        best_checkpoint=_tag_path(ckpt_dir, "best"),
+        last_checkpoint=_tag_path(ckpt_dir, "last"),
+    )
+
+
+# ================================================================================================ device, precision
+def resolve_device(name: str, dist: Distributed | None = None) -> torch.device:
+    """``"auto"`` → this rank's CUDA device if there is one, else the CPU; otherwise ``torch.device(name)``."""
+    local_rank = dist.local_rank if dist is not None else 0
+    if name == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"run.device={name!r} but CUDA is not available on this machine (use 'auto' or 'cpu')")
+    return device
+
+
+def _mixed_precision(amp: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
+    """Autocast dtype and grad scaler: bf16 on CUDA or CPU, fp16 on CUDA only (with a ``GradScaler``)."""
+    if amp == "none":
+        return None, None
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError(f"run.amp='fp16' needs a CUDA device, got {device}; use run.amp='bf16' on the CPU")
+        return torch.float16, torch.amp.GradScaler("cuda")
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ValueError(f"run.amp='bf16' is not supported by {torch.cuda.get_device_name(device)}; use 'fp16'")
+    return torch.bfloat16, None
+
+
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """The seed of the Mixup/CutMix draws of one epoch on one rank."""
+    return int(np.random.SeedSequence([seed, epoch, rank, 0x6D6978]).generate_state(1, np.uint64)[0] >> 1)
+
+
+def _seed_everything(seed: int, *, deterministic: bool, device: torch.device) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    elif device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+
+# ================================================================================================ run folder
+def _default_run_dir(recipe: Recipe) -> Path:
+    return Path(recipe.run.output_dir.format(name=recipe.name))
+
+
+def _checkpoint_to_resume(
+    resume: bool | str | os.PathLike[str], recipe: Recipe, output_dir: str | os.PathLike[str] | None
+) -> Checkpoint | None:
+    if resume is False or resume is None:
+        return None
+    if resume is True:
+        folder = Path(output_dir) if output_dir is not None else _default_run_dir(recipe)
+        if not (folder / "checkpoints" / "last.json").exists():
+            raise FileNotFoundError(f"resume: no checkpoint to resume in {str(folder)!r} (checkpoints/last.json)")
+        return open_checkpoint(folder, tag="last")
+    return open_checkpoint(resume, tag="last")
+
+
+def _holds_run(folder: Path) -> bool:
+    return any((folder / name).exists() for name in ("checkpoints", "metrics.jsonl"))
+
+
+def _prepare_run_dir(
+    recipe: Recipe, output_dir: str | os.PathLike[str] | None, checkpoint: Checkpoint | None, dist: Distributed
+) -> Path:
+    """The run folder: the resumed run's, or a fresh one (never one that already holds a run). Nothing is written."""
+    if checkpoint is not None:
+        run_dir = Path(output_dir) if output_dir is not None else checkpoint.run_dir
+    else:
+        run_dir = Path(output_dir) if output_dir is not None else _default_run_dir(recipe)
+        base, n = run_dir, 1
+        while _holds_run(run_dir):
+            n += 1
+            run_dir = base.with_name(f"{base.name}-{n}")
+        if run_dir != base:
+            _LOG.info("%s already holds a run; this run goes to %s", base, run_dir)
+    return run_dir
+
+
+# ================================================================================================ data
+@dataclass(frozen=True)
+class DataSplits:
+    """The datasets of a recipe: train, val and (if present) test, with their pipelines attached."""
+
+    train: Dataset
+    val: Dataset
+    test: Dataset | None
+    num_classes: int
+    classes: list[str]
+    origin: str
+
+
+def _train_pipeline(recipe: Recipe) -> Any:
+    from timm_recipes.data.pipelines import CutoutConfig, multiscale_crop_pipeline, random_resized_crop_pipeline
+
+    aug = recipe.aug
+    cutout = CutoutConfig(p=aug.cutout_p, num_holes=aug.cutout_holes, size=aug.cutout_size) if aug.cutout_p else None
+    common = {
+        "hflip": aug.hflip,
+        "cutout": cutout,
+        "mean": aug.mean,
+        "std": aug.std,
+        "interpolation": aug.interpolation,
+    }
+    if aug.train_pipeline == "multiscale":
+        return multiscale_crop_pipeline(crop_size=aug.train_size, scale_range=aug.scale_range, **common)
+    return random_resized_crop_pipeline(size=aug.train_size, scale=aug.rrc_scale, ratio=aug.rrc_ratio, **common)
+
+
+def _eval_pipeline(recipe: Recipe) -> Any:
+    from timm_recipes.data.pipelines import eval_pipeline
+
+    aug = recipe.aug
+    return eval_pipeline(
+        input_size=aug.test_size,
+        crop_pct=aug.test_crop_pct,
+        interpolation=aug.interpolation,
+        mean=aug.mean,
+        std=aug.std,
+    )
+
+
+def build_datasets(recipe: Recipe) -> DataSplits:
+    """The recipe's datasets: the built-in digits, or ``data.root/{train,val[,test]}`` image folders.
+
+    Raises:
+        ValueError: ``data.root`` unset, class lists that differ between splits, or a class count that is not
+            ``model.num_classes``.
+        FileNotFoundError: A missing folder or a class folder without images (named).
+    """
+    from timm_recipes.data.datasets import DigitsDataset, ImageFolderDataset
+
+    d = recipe.data
+    train_tf, eval_tf = _train_pipeline(recipe), _eval_pipeline(recipe)
+    if d.dataset == "digits":
+        size = d.image_size
+        splits = [DigitsDataset(s, size=size, transform=tf) for s, tf in (("train", train_tf), ("val", eval_tf))]
+        test = DigitsDataset("test", size=size, transform=eval_tf)
+        classes, origin = list(DigitsDataset.classes), f"built-in digits at {size} px"
+    else:
+        if d.root is None:
+            raise ValueError("data.root must name a folder with train/ and val/ sub-folders when data.dataset='folder'")
+        root = Path(d.root)
+        if not root.is_dir():
+            raise FileNotFoundError(f"data.root {str(root)!r} does not exist or is not a folder")
+        for split in ("train", "val"):
+            if not (root / split).is_dir():
+                raise FileNotFoundError(
+                    f"data.root {str(root)!r} has no {split}/ folder (expected root/{split}/<class>/)"
+                )
+        splits = [
+            ImageFolderDataset(root / "train", train_tf, skip_corrupt=d.skip_corrupt),
+            ImageFolderDataset(root / "val", eval_tf, skip_corrupt=d.skip_corrupt),
+        ]
+        test = (
+            ImageFolderDataset(root / "test", eval_tf, skip_corrupt=d.skip_corrupt)
+            if (root / "test").is_dir()
+            else None
+        )
+        classes, origin = list(splits[0].classes), str(root)
+        for other in [splits[1], *([test] if test is not None else [])]:
+            if other.classes != classes:
+                raise ValueError(f"the classes of {other.root} differ from those of {root / 'train'}: {other.classes}")
+    if len(classes) != recipe.model.num_classes:
+        raise ValueError(
+            f"model.num_classes={recipe.model.num_classes} but the data ({origin}) has {len(classes)} classes"
+        )
+    return DataSplits(splits[0], splits[1], test, len(classes), classes, origin)
+
+
+def build_eval_dataset(recipe: Recipe, split: str) -> Dataset:
+    """One evaluation split (``"val"`` or ``"test"``) of the recipe's data, with the recipe's eval pipeline."""
+    from timm_recipes.data.datasets import DigitsDataset, ImageFolderDataset
+
+    if split not in ("val", "test"):
+        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
+    d = recipe.data
+    if d.dataset == "digits":
+        return DigitsDataset(split, size=d.image_size, transform=_eval_pipeline(recipe))
+    if d.root is None:
+        raise ValueError("data.root must name a folder when data.dataset='folder'")
+    folder = Path(d.root) / split
+    if not folder.is_dir():
+        raise FileNotFoundError(f"data.root {d.root!r} has no {split}/ folder")
+    return ImageFolderDataset(folder, _eval_pipeline(recipe), skip_corrupt=d.skip_corrupt)
+
+
+def _mixing(
+    recipe: Recipe, num_classes: int, device: torch.device, generator: torch.Generator
+) -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
+    """Mixup/CutMix as ``(collate_fn, batch_transform)``: at most one of them is set.
+
+    On the CPU the batch is mixed by the loader's collate function (in the workers, beside the augmentations). On a
+    GPU it is mixed after the copy, in place, as timm's training loop does: microseconds there instead of CPU time
+    on the critical path. The draws come from ``generator`` (reseeded every epoch) either way.
+    """
+    from timm_recipes.data.mixing import MixupCutmix, MixupCutmixCollator
+
+    mix = recipe.mix
+    if not mix.enabled:
+        return None, None
+    kwargs = {
+        "mixup_alpha": mix.mixup_alpha, "cutmix_alpha": mix.cutmix_alpha, "prob": mix.prob,
+        "switch_prob": mix.switch_prob, "mode": mix.mode, "label_smoothing": recipe.optim.label_smoothing,
+        "generator": generator,
+    }  # fmt: skip
+    if device.type == "cuda":
+        return None, functools.partial(MixupCutmix(num_classes, **kwargs), inplace=True)
+    return MixupCutmixCollator(num_classes, **kwargs), None
+
+
+def _train_loader(
+    recipe: Recipe, data: DataSplits, dist: Distributed, device: torch.device, collate: Callable[..., Any] | None
+) -> Any:
+    from timm_recipes.data.datasets import create_loader
+
+    d = recipe.data
+    sampler = dist.train_sampler(data.train, seed=recipe.run.seed)
+    per_epoch = len(sampler) if sampler is not None else len(data.train)
+    if d.batch_size > per_epoch:
+        raise ValueError(
+            f"data.batch_size={d.batch_size} is larger than the {per_epoch} training images of {data.origin} "
+            f"(per process); lower data.batch_size"
+        )
+    return create_loader(
+        data.train, batch_size=d.batch_size, shuffle=sampler is None, num_workers=d.num_workers, seed=recipe.run.seed,
+        collate_fn=collate, drop_last=True, sampler=sampler, pin_memory=d.pin_memory and device.type == "cuda",
+    )  # fmt: skip
+
+
+def create_eval_loader(
+    recipe: Recipe, dataset: Dataset, dist: Distributed | None = None, device: torch.device | None = None
+) -> Any:
+    """A loader over ``dataset`` in its order (no shuffle, no drop), with the recipe's batch size and workers."""
+    from timm_recipes.data.datasets import create_loader
+
+    d = recipe.data
+    sampler = dist.eval_sampler(dataset) if dist is not None else None
+    pin = d.pin_memory and device is not None and device.type == "cuda"
+    return create_loader(
+        dataset, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
+        sampler=sampler, pin_memory=pin,
+    )  # fmt: skip
+
+
+# ================================================================================================ model
+def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None) -> nn.Module:
+    """``timm.create_model`` with the recipe's model section (``None`` values keep the model's defaults)."""
+    import timm_recipes  # noqa: F401  (registers the recipe_* models)
+
+    m = recipe.model
+    kwargs: dict[str, Any] = {"num_classes": num_classes or m.num_classes, "in_chans": m.in_chans}
+    for key in ("drop_rate", "drop_path_rate", "stochastic_depth_mode"):
+        if getattr(m, key) is not None:
+            kwargs[key] = getattr(m, key)
+    if not timm.is_model(m.name):
+        raise ValueError(f"model.name: unknown timm model {m.name!r}")
+    return timm.create_model(m.name, **kwargs)
+
+
+# ================================================================================================ schedule, EMA
+def _create_schedule(recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int, lr: float) -> LRScheduler:
+    s = recipe.schedule
+    total = s.epochs * steps_per_epoch
+    warmup = round(s.warmup_epochs * steps_per_epoch)
+    if total <= warmup:
+        raise ValueError(
+            f"schedule.warmup_epochs={s.warmup_epochs} gives {warmup} warm-up steps, not fewer than the {total} steps "
+            f"of schedule.epochs={s.epochs} x {steps_per_epoch} steps per epoch"
+        )
+    return create_scheduler(
+        s.name, optimizer, total, warmup, warmup_lr=s.warmup_lr, min_lr=s.min_lr,
+        step_size=max(1, round(s.step_size_epochs * steps_per_epoch)), gamma=s.gamma,
+        milestones=[m * steps_per_epoch for m in s.milestones_epochs] or None, pct_start=s.pct_start,
+        max_lr=s.max_lr if s.max_lr is not None else lr, cycle_shape=s.cycle_shape,
+    )  # fmt: skip
+
+
+def _create_ema(recipe: Recipe, model: nn.Module, dist: Distributed) -> WeightEma | None:
+    e = recipe.ema
+    if not e.enabled:
+        return None
+    per_step_batch = recipe.data.batch_size * recipe.optim.accum_steps
+    decay = adjust_ema_decay(
+        e.decay, batch_size=per_step_batch, epochs=recipe.schedule.epochs, every_k=e.every_k, world_size=dist.world_size
+    )
+    return WeightEma(model, decay=decay, every_k=e.every_k, warmup=e.warmup)
+
+
+def _monitor(recipe: Recipe, ema: WeightEma | None) -> str:
+    if recipe.run.monitor == "ema" and (ema is None or not recipe.ema.eval):
+        warnings.warn(
+            "run.monitor='ema' but EMA weights are not evaluated (ema.enabled or ema.eval is false): "
+            "monitoring the raw weights instead",
+            stacklevel=3,
+        )
+        return "raw"
+    return recipe.run.monitor
+
+
+# ================================================================================================ resume
+def _resume(
+    checkpoint: Checkpoint,
+    recipe: Recipe,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    ema: WeightEma | None,
+    stopper: EarlyStopping,
+    steps_per_epoch: int,
+) -> tuple[int, int]:
+    """Restore everything from ``checkpoint``; returns ``(epochs done, optimizer steps done)``."""
+    _warn_recipe_changes(checkpoint, recipe)
+    name, classes = recipe.model.name, recipe.model.num_classes
+    model.load_state_dict(check_compatible(checkpoint, model, model_name=name, num_classes=classes))
+    state = checkpoint.training_state()
+    loop = dict(state["loop"])
+    if loop["steps_per_epoch"] != steps_per_epoch:
+        raise CheckpointError(
+            f"checkpoint {checkpoint.path} was trained with {loop['steps_per_epoch']} optimizer steps per epoch, this "
+            f"recipe gives {steps_per_epoch}: data.batch_size, optim.accum_steps or the data changed"
+        )
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    if scaler is not None and state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    if ema is not None:
+        if not checkpoint.has_ema:
+            raise CheckpointError(f"checkpoint {checkpoint.path} has no EMA weights but ema.enabled is true")
+        weights = check_compatible(checkpoint, ema.module, model_name=name, num_classes=classes, which="ema")
+        ema.load_state_dict(state["ema"], weights)
+    stopper.load_state_dict(state["early_stopping"])
+    restore_rng_state(state["rng"])
+    return int(loop["epoch"]), int(loop["step"])
+
+
+_RESUME_FREE_KEYS = ("run.progress", "run.log_interval", "run.output_dir", "data.num_workers", "data.pin_memory")
+
+
+def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        out.update(_flatten(v, key + ".") if isinstance(v, Mapping) else {key: v})
+    return out
+
+
+def _warn_recipe_changes(checkpoint: Checkpoint, recipe: Recipe) -> None:
+    try:
+        saved = _flatten(recipe_to_dict(recipe_from_dict(checkpoint.recipe())))
+    except (ValueError, TypeError):
+        saved = _flatten(checkpoint.recipe() or {})
+    now = _flatten(recipe_to_dict(recipe))
+    changed = sorted(k for k in now if k not in _RESUME_FREE_KEYS and saved.get(k) != now[k])
+    if changed:
+        warnings.warn(
+            f"resuming {checkpoint.path} with a recipe that differs from the checkpoint's in {', '.join(changed)}: "
+            "the run will not match an uninterrupted one",
+            stacklevel=4,
+        )
+
+
+def _training_state(
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    ema: WeightEma | None,
+    stopper: EarlyStopping,
+    epoch: int,
+    step: int,
+    steps_per_epoch: int,
+) -> dict[str, Any]:
+    return {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "ema": ema.state_dict() if ema is not None else None,
+        "early_stopping": stopper.state_dict(),
+        "rng": capture_rng_state(),
+        "loop": {"epoch": epoch, "step": step, "steps_per_epoch": steps_per_epoch},
+    }
+
+
+# ================================================================================================ epochs
+def _evaluate(
+    model: nn.Module,
+    loader: Any,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    channels_last: bool,
+    dist: Distributed,
+) -> dict[str, float]:
+    return evaluate(
+        model, loader, device=device, amp_dtype=amp_dtype, channels_last=channels_last, reduce_sum=dist.reduce_sum
+    )
+
+
+def _epoch_record(
+    epoch: int,
+    train: Mapping[str, float],
+    val: Mapping[str, float],
+    ema_val: Mapping[str, float],
+    stopper: EarlyStopping,
+    seconds: float,
+) -> dict[str, Any]:
+    return {
+        "epoch": epoch,
+        "step": train["step"],
+        "lr": train["lr"],
+        "train_loss": train["loss"],
+        "train_images_per_s": train["images_per_s"],
+        "train_time_s": train["time_s"],
+        "val_loss": val["loss"],
+        "val_top1": val["top1"],
+        "val_top5": val["top5"],
+        "ema_val_loss": ema_val.get("loss"),
+        "ema_val_top1": ema_val.get("top1"),
+        "ema_val_top5": ema_val.get("top5"),
+        "best_top1": stopper.best,
+        "best_epoch": stopper.best_epoch,
+        "epoch_time_s": seconds,
+    }
+
+
+def _epoch_line(r: Mapping[str, Any], monitor: str) -> str:
+    ema = f" | EMA {r['ema_val_top1']:.2f} %" if r.get("ema_val_top1") is not None else ""
+    return (
+        f"epoch {r['epoch']:3d} | train loss {r['train_loss']:.4f} | val top-1 {r['val_top1']:.2f} %{ema} | "
+        f"lr {r['lr']:.3g} | {r['train_images_per_s']:.0f} img/s | {r['epoch_time_s']:.1f} s | "
+        f"best ({monitor}) {r['best_top1']:.2f} % @ {r['best_epoch']}"
+    )
+
+
+def _announce(
+    recipe: Recipe,
+    run_dir: Path,
+    device: torch.device,
+    data: DataSplits,
+    global_batch: int,
+    lr: float,
+    steps_per_epoch: int,
+    ema: WeightEma | None,
+    checkpoint: Checkpoint | None,
+    dist: Distributed,
+) -> None:
+    if not dist.is_main:
+        return
+    _LOG.info("run %s -> %s (device %s, %d process(es))", recipe.name, run_dir, device, dist.world_size)
+    _LOG.info(
+        "data %s: %d train / %d val%s images, %d classes; global batch %d, lr %.4g, %d steps per epoch",
+        data.origin, len(data.train), len(data.val), f" / {len(data.test)} test" if data.test is not None else "",
+        data.num_classes, global_batch, lr, steps_per_epoch,
+    )  # fmt: skip
+    if ema is not None:
+        _LOG.info("EMA: decay %.6f per update, every %d steps", ema.decay, ema.every_k)
+    if checkpoint is not None:
+        _LOG.info("resuming from %s (epoch %d, step %d)", checkpoint.path, checkpoint.epoch, checkpoint.step)
+
+
+# ================================================================================================ the end
+def _tag_path(ckpt_dir: Path, tag: str) -> Path | None:
+    try:
+        return open_checkpoint(ckpt_dir, tag=tag, verify=False).path
+    except (FileNotFoundError, CheckpointError):
+        return None
+
+
+def _final_evaluation(
+    recipe: Recipe,
+    run_dir: Path,
+    data: DataSplits,
+    model: nn.Module,
+    ema: WeightEma | None,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    dist: Distributed,
+) -> dict[str, float]:
+    """Load the best checkpoint into the (bare) models and evaluate it on val and test; write ``final.json``."""
+    ckpt_dir = run_dir / "checkpoints"
+    if not (ckpt_dir / "best.json").exists():
+        return {}
+    best = open_checkpoint(ckpt_dir, tag="best")
+    models = {"": model}
+    model.load_state_dict(best.weights("model"))
+    if ema is not None and best.has_ema:
+        ema.module.load_state_dict(best.weights("ema"))
+        models["ema_"] = ema.module
+    splits = {"val": data.val, **({"test": data.test} if data.test is not None else {})}
+    final: dict[str, float] = {"epoch": best.epoch}
+    for split, dataset in splits.items():
+        loader = create_eval_loader(recipe, dataset, dist, device)
+        for prefix, m in models.items():
+            result = _evaluate(m, loader, device, amp_dtype, recipe.run.channels_last, dist)
+            final.update({f"{prefix}{split}_{k}": result[k] for k in ("top1", "top5", "loss")})
+    if dist.is_main:
+        atomic_write_bytes(run_dir / "final.json", (json.dumps(final, indent=1) + "\n").encode())
+    return final
+
+
+def load_checkpoint_model(
+    path: str | os.PathLike[str], *, which: str = "auto", tag: str = "best", device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Recipe, Checkpoint]:
+    """Rebuild a trained model from a checkpoint: its recipe, then the chosen weights (checked to fit).
+
+    Args:
+        path: A checkpoint folder, tag file, ``checkpoints/`` folder or run folder.
+        which: ``"ema"``, ``"raw"``, or ``"auto"`` (EMA when the checkpoint has it).
+        tag: ``"best"`` or ``"last"`` for a run or ``checkpoints/`` folder.
+        device: Where to put the model.
+
+    Returns:
+        ``(model in eval mode, recipe, checkpoint)``.
+    """
+    if which not in ("auto", "ema", "raw"):
+        raise ValueError(f"which must be 'auto', 'ema' or 'raw', got {which!r}")
+    checkpoint = open_checkpoint(path, tag=tag)
+    recipe = recipe_from_dict(checkpoint.recipe())
+    model = create_recipe_model(recipe, num_classes=checkpoint.num_classes)
+    use_ema = which == "ema" or (which == "auto" and checkpoint.has_ema)
+    weights = check_compatible(
+        checkpoint,
+        model,
+        model_name=recipe.model.name,
+        num_classes=checkpoint.num_classes,
+        which="ema" if use_ema else "model",
+    )
+    model.load_state_dict(weights)
+    return model.to(device).eval(), recipe, checkpoint
