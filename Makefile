@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 export NO_ALBUMENTATIONS_UPDATE := 1
 
-.PHONY: demo test lint format bench clean
+.PHONY: demo test cards lint format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
+
+# Regenerate model_cards/ from a fresh demo run (every number in a card is measured by that run).
+cards: $(STAMP)
+	$(BIN)/timm-recipes demo --cards model_cards
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
