@@ -6,15 +6,18 @@ Examples::
     timm-recipes evaluate runs/demo --split test --weights raw
     timm-recipes evaluate runs/demo-seed0 runs/demo-seed1 runs/demo-seed2 --split test
 
-The lecture's test-time ensemble: run every model over each image and average the logits, then take the argmax.
-All checkpoints must be the same architecture with the same classes, trained on the same data; each model is fed
-with its own recipe's evaluation preprocessing, and the samples are checked to be the same, in the same order.
+The lecture's test-time ensemble: run every model over each image, average the logits, take the argmax. Members may
+be different architectures (a ResNet-18 with a ResNet-34, models trained at different resolutions): each model is fed
+its own recipe's evaluation preprocessing, and what must agree is what the average needs: the number of classes, the
+class names in index order, and the evaluated images themselves (the same files, or the same built-in digits scans,
+in the same order, with the same labels). Anything else is refused with an error naming both checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +36,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
 
 
-def _data_key(recipe: Any) -> tuple[Any, ...]:
-    d = recipe.data
-    return (d.dataset, d.root, d.image_size if d.dataset == "digits" else None)
+def _sample_ids(dataset: Any) -> list[Any]:
+    """What identifies each evaluated image: its path below the split folder, or the digits scan's index."""
+    if hasattr(dataset, "samples") and hasattr(dataset, "root"):
+        return [os.path.relpath(path, dataset.root) for path, _ in dataset.samples]
+    if hasattr(dataset, "indices"):
+        return [int(i) for i in dataset.indices]
+    return list(range(len(dataset)))
+
+
+def check_ensemble_members(paths: list[str], checkpoints: list[Any], datasets: list[Any]) -> None:
+    """Refuse checkpoints whose logits cannot be averaged: other class counts, class names or evaluation images.
+
+    Raises:
+        ValueError: Naming the first offending checkpoint, the reference (the first one) and what differs.
+    """
+    ref_path, ref_ckpt, ref_data = paths[0], checkpoints[0], datasets[0]
+    ref_ids = _sample_ids(ref_data)
+    for path, ckpt, data in zip(paths[1:], checkpoints[1:], datasets[1:]):
+        if ckpt.num_classes != ref_ckpt.num_classes:
+            raise ValueError(
+                f"cannot ensemble {path} ({ckpt.model_name}, {ckpt.num_classes} classes) with {ref_path} "
+                f"({ref_ckpt.model_name}, {ref_ckpt.num_classes} classes): the class counts must match"
+            )
+        if list(data.classes) != list(ref_data.classes):
+            raise ValueError(
+                f"cannot ensemble {path} with {ref_path}: their class names differ (logit k must mean the same class "
+                f"for every model): {list(data.classes)[:10]} vs {list(ref_data.classes)[:10]}"
+            )
+        if _sample_ids(data) != ref_ids:
+            raise ValueError(
+                f"cannot ensemble {path} with {ref_path}: their recipes evaluate different images "
+                f"({len(data)} vs {len(ref_data)}); the members must be evaluated on the same data"
+            )
 
 
 def evaluate_checkpoints(
@@ -50,11 +83,12 @@ def evaluate_checkpoints(
     """Evaluate each checkpoint and (for several) the average of their logits.
 
     Returns:
-        ``{"split": ..., "models": [{"checkpoint", "model", "weights", "loss", "top1", "top5", "n"}, ...],
-        "ensemble": {...} | None}``.
+        ``{"split": ..., "models": [{"checkpoint", "model", "epoch", "weights", "loss", "top1", "top5", "n", ...},
+        ...], "ensemble": {"members", "loss", "top1", "top5", "n", ...} | None}``.
 
     Raises:
-        ValueError: Checkpoints of different architectures or class counts, or trained on different data.
+        ValueError: Checkpoints with different class counts or class names, or whose recipes evaluate different
+            images (:func:`check_ensemble_members`); a bad ``batch_size``.
     """
     import torch
 
@@ -62,25 +96,22 @@ def evaluate_checkpoints(
     from timm_recipes.train.engine import collect_logits, metrics_from_logits
     from timm_recipes.train.trainer import build_eval_dataset, create_eval_loader, load_checkpoint_model, resolve_device
 
+    if not paths:
+        raise ValueError("paths: give at least one checkpoint")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
     dev = resolve_device(device)
     loaded = [load_checkpoint_model(p, which=weights, tag=tag, device=dev) for p in paths]
-    _, first_recipe, first = loaded[0]
-    for path, (_, recipe, ckpt) in zip(paths[1:], loaded[1:]):
-        if (ckpt.model_name, ckpt.num_classes) != (first.model_name, first.num_classes):
-            raise ValueError(
-                f"cannot ensemble {path} ({ckpt.model_name}, {ckpt.num_classes} classes) with {paths[0]} "
-                f"({first.model_name}, {first.num_classes} classes): architectures and class counts must match"
-            )
-        if _data_key(recipe) != _data_key(first_recipe):
-            raise ValueError(f"cannot ensemble {path} with {paths[0]}: they were trained on different data")
+    recipes = [recipe for _, recipe, _ in loaded]
+    if batch_size is not None:
+        recipes = [apply_overrides(recipe, {"data.batch_size": batch_size}) for recipe in recipes]
+    datasets = [build_eval_dataset(recipe, split) for recipe in recipes]
+    check_ensemble_members(paths, [ckpt for _, _, ckpt in loaded], datasets)
     results, all_logits, targets = [], [], None
-    for path, (model, recipe, ckpt) in zip(paths, loaded):
-        if batch_size is not None:
-            recipe = apply_overrides(recipe, {"data.batch_size": batch_size})
-        loader = create_eval_loader(recipe, build_eval_dataset(recipe, split), device=dev)
-        logits, tgt = collect_logits(model, loader, device=dev)
+    for path, (model, _, ckpt), recipe, dataset in zip(paths, loaded, recipes, datasets):
+        logits, tgt = collect_logits(model, create_eval_loader(recipe, dataset, device=dev), device=dev)
         if targets is not None and not torch.equal(tgt, targets):
-            raise ValueError(f"{path}: the {split} samples differ from those of {paths[0]}")
+            raise ValueError(f"cannot ensemble {path} with {paths[0]}: the labels of the {split} images differ")
         targets = tgt
         all_logits.append(logits)
         used = "ema" if weights == "ema" or (weights == "auto" and ckpt.has_ema) else "raw"
@@ -90,6 +121,28 @@ def evaluate_checkpoints(
     if len(all_logits) > 1:
         ensemble = {"members": len(all_logits), **metrics_from_logits(torch.stack(all_logits).mean(0), targets)}
     return {"split": split, "models": results, "ensemble": ensemble}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The table printed by ``timm-recipes evaluate``: one line per checkpoint, then the ensemble and its gain."""
+    lines = [f"{'checkpoint':60s} {'model':18s} {'weights':7s} {'loss':>7s} {'top-1':>7s} {'top-5':>7s}  "
+             f"({report['split']})"]  # fmt: skip
+    for r in report["models"]:
+        lines.append(
+            f"{r['checkpoint']:60s} {r['model']:18s} {r['weights']:7s} {r['loss']:7.4f} {r['top1']:7.2f} "
+            f"{r['top5']:7.2f}"
+        )
+    e = report["ensemble"]
+    if e is not None:
+        label = f"ensemble: mean of {e['members']} models' logits"
+        lines.append(f"{label:60s} {'':18s} {'':7s} {e['loss']:7.4f} {e['top1']:7.2f} {e['top5']:7.2f}")
+        tops = [r["top1"] for r in report["models"]]
+        mean = sum(tops) / len(tops)
+        lines.append(
+            f"ensemble top-1 gain: {e['top1'] - mean:+.2f} points over the members' mean ({mean:.2f} %), "
+            f"{e['top1'] - max(tops):+.2f} over the best member ({max(tops):.2f} %)"
+        )
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -103,13 +156,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         device=args.device,
     )
-    print(f"{'checkpoint':60s} {'weights':7s} {'loss':>7s} {'top-1':>7s} {'top-5':>7s}  ({report['split']})")
-    for r in report["models"]:
-        print(f"{r['checkpoint']:60s} {r['weights']:7s} {r['loss']:7.4f} {r['top1']:7.2f} {r['top5']:7.2f}")
-    if report["ensemble"] is not None:
-        e = report["ensemble"]
-        label = f"ensemble: mean of {e['members']} models' logits"
-        print(f"{label:60s} {'':7s} {e['loss']:7.4f} {e['top1']:7.2f} {e['top5']:7.2f}")
+    print(format_report(report))
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=1) + "\n")

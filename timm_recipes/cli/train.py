@@ -7,16 +7,26 @@ Examples::
     timm-recipes train --recipe my_recipe.yaml --output runs/exp1
     timm-recipes train --resume runs/exp1                 # continue from runs/exp1's last checkpoint
     timm-recipes train --recipe demo --resume             # continue the run in the recipe's output folder
+    timm-recipes train --recipe demo --seeds 0,1,2        # runs/demo-seed0..2, then their ensemble on the test split
+    torchrun --nproc_per_node=8 -m timm_recipes train --recipe resnet50_tv2 --set data.root=/data/imagenet
+
+``--seeds`` trains one run per seed (the recipe with ``run.seed`` set, in ``<output>-seed<S>``), then evaluates each
+run's best checkpoint and the average of their logits on the test split (val when there is none), and writes
+``<output>-seeds.json``. With ``--resume`` the seed runs that have a checkpoint are continued and the others started.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from timm_recipes.config import Recipe
     from timm_recipes.train.trainer import FitResult
 
 HELP = "train a recipe (preset name or YAML file) with --set overrides; --resume continues a run exactly"
@@ -42,6 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "folder, tag file or checkpoint folder); without --recipe the checkpoint's recipe is used",
     )
     parser.add_argument("--output", default=None, help="run folder (default: the recipe's run.output_dir)")
+    parser.add_argument(
+        "--seeds",
+        default=None,
+        metavar="S0,S1,...",
+        help="train one run per seed (folders <output>-seed<S>), then report each model's and the logit-average "
+        "ensemble's accuracy on the test split (val if there is none)",
+    )
     parser.add_argument("--list", action="store_true", help="list the preset recipes and exit")
 
 
@@ -74,8 +91,73 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--recipe is required (a preset name or a YAML file), unless --resume PATH is given")
     recipe = apply_overrides(recipe, args.overrides)
     configure_logging()
+    if args.seeds is not None:
+        return train_seeds(recipe, parse_seeds(args.seeds), resume=args.resume, output_dir=args.output)
     result = fit(recipe, resume=args.resume, output_dir=args.output)
-    print(format_result(result))
+    if _is_main_process():
+        print(format_result(result))
+    return 0
+
+
+def _is_main_process() -> bool:
+    """Rank 0 under torchrun (or the only process): the one that prints."""
+    return os.environ.get("RANK", "0") == "0"
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` → ``[0, 1, 2]``: distinct non-negative integers.
+
+    Raises:
+        ValueError: Anything else, naming ``--seeds``.
+    """
+    try:
+        seeds = [int(part) for part in str(text).split(",")]
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated non-negative integers, e.g. 0,1,2; got {text!r}") from None
+    if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ValueError(f"--seeds must be distinct non-negative integers, got {text!r}")
+    return seeds
+
+
+def train_seeds(
+    recipe: Recipe, seeds: list[int], *, resume: bool | str = False, output_dir: str | os.PathLike[str] | None = None
+) -> int:
+    """Train ``recipe`` once per seed, then evaluate every run and their logit-average ensemble (rank 0 only).
+
+    The runs go to ``<output>-seed<S>`` (``output`` default: the recipe's ``run.output_dir``); the report to
+    ``<output>-seeds.json``. Under torchrun all ranks train every seed in one process group.
+
+    Raises:
+        ValueError: ``seeds`` empty, or ``resume`` given as a path (use ``--resume`` alone to continue seed runs).
+    """
+    from timm_recipes.cli.evaluate import evaluate_checkpoints, format_report
+    from timm_recipes.config import apply_overrides
+    from timm_recipes.train.distributed import Distributed
+    from timm_recipes.train.trainer import fit
+
+    if not seeds:
+        raise ValueError("--seeds: give at least one seed")
+    if isinstance(resume, str):
+        raise ValueError("--seeds continues its runs with --resume alone (each <output>-seed<S> folder), not a PATH")
+    base = Path(output_dir) if output_dir is not None else Path(recipe.run.output_dir.format(name=recipe.name))
+    results = []
+    with Distributed.from_env(recipe.run.device) as dist:  # one process group for all the seeds
+        for seed in seeds:
+            folder = base.with_name(f"{base.name}-seed{seed}")
+            again = bool(resume) and (folder / "checkpoints" / "last.json").exists()
+            result = fit(apply_overrides(recipe, {"run.seed": seed}), resume=again, output_dir=folder)
+            results.append(result)
+            if dist.is_main:
+                print(f"seed {seed}:\n" + format_result(result))
+        if not dist.is_main:
+            return 0
+    split = "test" if any(k.startswith("test_") for k in results[0].final) else "val"
+    report = evaluate_checkpoints([str(r.run_dir) for r in results], split=split, device=recipe.run.device)
+    report["seeds"] = seeds
+    summary = base.with_name(f"{base.name}-seeds.json")
+    summary.write_text(json.dumps(report, indent=1) + "\n")
+    print(format_report(report))
+    print(f"report: {summary}")
     return 0
 
 

@@ -1,6 +1,6 @@
 """``fit(recipe)``: the whole training run as one story that reads top to bottom.
 
-    data → model → loss → optimizer → schedule → EMA → DDP (hook) → resume → epochs → checkpoints → early stopping
+    data → model → loss → optimizer → schedule → EMA → DDP → resume → epochs → checkpoints → early stopping
 
 in the manner of ``main()`` in torchvision's ``references/classification/train.py``, driven by one typed
 :class:`~timm_recipes.config.Recipe` instead of an argparse namespace. Each chapter of the story is a small function
@@ -10,6 +10,11 @@ Reproducibility and resume: the data order, the augmentations and the Mixup/CutM
 functions of ``(run.seed, e)``; the global RNG states are saved in every checkpoint with the optimizer, scheduler,
 scaler and EMA state. A run resumed from the checkpoint of epoch ``e`` (after a clean stop or a kill at any moment)
 therefore continues exactly as the uninterrupted run would, bit for bit on the CPU.
+
+Several processes (``torchrun --nproc_per_node=N -m timm_recipes train ...``): see
+:mod:`timm_recipes.train.distributed` for the rules (global batch and learning rate, data shards, exact evaluation,
+rank-0-only writing, timeouts). ``W`` processes with ``data.batch_size = b`` train exactly as one process with
+``b`` and ``optim.accum_steps = W`` (the same images in each optimizer step).
 
 Run folder (``run.output_dir``, ``{name}`` = the recipe's name)::
 
@@ -35,7 +40,7 @@ import numpy as np
 import timm
 import torch
 from torch import nn
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import Dataset
 
 from timm_recipes.config import Recipe, recipe_from_dict, recipe_to_dict, save_recipe
 from timm_recipes.train.checkpoint import (
@@ -48,6 +53,7 @@ from timm_recipes.train.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
+from timm_recipes.train.distributed import DepthDraws, Distributed, resolve_device
 from timm_recipes.train.ema import WeightEma, adjust_ema_decay
 from timm_recipes.train.engine import evaluate, train_one_epoch
 from timm_recipes.train.losses import create_loss
@@ -71,58 +77,6 @@ __all__ = [
 
 _LOG = logging.getLogger("timm_recipes.train")
 _PLOT_EVERY_S = 60.0  # redraw curves.png at most once a minute during the run (and always at the end)
-
-
-# ================================================================================================ DDP hook
-@dataclass
-class Distributed:
-    """The process group as the trainer sees it. With one process every method is the identity or a no-op.
-
-    This is the place where DistributedDataParallel slots in (``torchrun``): ``from_env`` reads ``RANK``,
-    ``LOCAL_RANK`` and ``WORLD_SIZE`` and initialises the process group, ``wrap`` puts the model in DDP,
-    ``train_sampler`` shards the data per rank and epoch, ``reduce_sum`` all-reduces metric sums, and only the
-    main rank writes files. ``fit`` already calls all of them; nothing else in the trainer needs to change.
-    """
-
-    rank: int = 0
-    local_rank: int = 0
-    world_size: int = 1
-
-    @classmethod
-    def from_env(cls) -> Distributed:
-        """The single process (multi-process initialisation belongs here)."""
-        world_size = int(os.environ.get("WORLD_SIZE", "1"))
-        if world_size > 1:  # never let N unsynchronised copies write into one run folder
-            raise RuntimeError(f"WORLD_SIZE={world_size}: multi-process (torchrun) training is not available here")
-        return cls()
-
-    @property
-    def is_main(self) -> bool:
-        """Whether this process writes checkpoints, metrics and logs."""
-        return self.rank == 0
-
-    def wrap(self, model: nn.Module, device: torch.device) -> nn.Module:
-        """The model as trained (``DistributedDataParallel(model)`` with several processes)."""
-        return model
-
-    def train_sampler(self, dataset: Dataset, *, seed: int) -> Sampler | None:
-        """A sampler that shards ``dataset`` across ranks (``None``: the loader shuffles it itself)."""
-        return None
-
-    def eval_sampler(self, dataset: Dataset) -> Sampler | None:
-        """A sampler that splits evaluation exactly across ranks, no sample counted twice (``None``: all)."""
-        return None
-
-    @property
-    def reduce_sum(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """All-reduce (sum) of a tensor across ranks, or ``None`` with one process."""
-        return None
-
-    def barrier(self) -> None:
-        """Wait for every rank."""
-
-    def close(self) -> None:
-        """Tear down the process group."""
 
 
 # ================================================================================================ result
@@ -248,13 +202,26 @@ def fit(
         raise TypeError(f"recipe must be a Recipe, got {type(recipe).__name__}")
     if stop_after_epoch is not None and (isinstance(stop_after_epoch, bool) or stop_after_epoch < 1):
         raise ValueError(f"stop_after_epoch must be an integer >= 1 or None, got {stop_after_epoch!r}")
+    # DDP: rank, world size, this rank's device, the process group (torchrun's environment; one process without it).
+    with Distributed.from_env(recipe.run.device) as dist:  # on exit: group torn down, a lost peer reported clearly
+        return _fit(recipe, dist, resume, output_dir, stop_after_epoch)
+
+
+def _fit(
+    recipe: Recipe,
+    dist: Distributed,
+    resume: bool | str | os.PathLike[str],
+    output_dir: str | os.PathLike[str] | None,
+    stop_after_epoch: int | None,
+) -> FitResult:
+    """The story of :func:`fit`, on each rank."""
     run, opt, sched = recipe.run, recipe.optim, recipe.schedule
-    dist = Distributed.from_env()  # DDP: rank, world size, process group
-    device = resolve_device(run.device, dist)
+    device = dist.device
     amp_dtype, scaler = _mixed_precision(run.amp, device)
     checkpoint = _checkpoint_to_resume(resume, recipe, output_dir)
-    run_dir = _prepare_run_dir(recipe, output_dir, checkpoint, dist)
-    _seed_everything(run.seed, deterministic=run.deterministic, device=device)
+    run_dir = dist.broadcast_object(_prepare_run_dir(recipe, output_dir, checkpoint, dist))  # rank 0's choice
+    dist.run_dir = run_dir
+    _seed_everything(run.seed, deterministic=run.deterministic, device=device)  # the same initial weights everywhere
 
     # 1. Data: datasets with their pipelines, then loaders whose randomness depends on (seed, epoch) only.
     data = build_datasets(recipe)
@@ -293,10 +260,14 @@ def fit(
     ema = _create_ema(recipe, model, dist)
     monitor = _monitor(recipe, ema)
 
-    # 7. DDP (identity on one process), then optional compilation.
-    train_model = dist.wrap(model, device)
+    # 7. DDP (identity on one process), then optional compilation. Stochastic depth in "batch" mode draws from
+    #    (seed, epoch, step), the same blocks on every rank, and leaves the dropped blocks' parameters unused.
+    depth_draws = DepthDraws.attach(model, seed=run.seed, accum_steps=opt.accum_steps)
+    train_model = dist.wrap(model, device, find_unused_parameters=depth_draws is not None, sync_bn=run.sync_bn)
+    eval_model = train_model if dist.world_size == 1 else model  # ranks evaluate unequal shards: no DDP collectives
     if run.compile:
         train_model = torch.compile(train_model)
+        eval_model = train_model if dist.world_size == 1 else torch.compile(model)
 
     # 8. Resume: weights, optimizer, schedule, scaler, EMA, RNG states and the loop's counters.
     log = MetricsLog(run_dir, enabled=dist.is_main)
@@ -317,6 +288,10 @@ def fit(
         epoch, epoch_start = epoch + 1, time.perf_counter()
         train_loader.set_epoch(epoch - 1)
         mix_generator.manual_seed(_epoch_seed(run.seed, epoch, dist.rank))
+        if depth_draws is not None:
+            depth_draws.set_epoch(epoch)
+        if dist.world_size > 1:  # dropout etc.: different draws on each rank, a function of (seed, epoch, rank)
+            _seed_global_rngs(_epoch_seed(run.seed, epoch, dist.rank) ^ 0x5EED)
         train = train_one_epoch(
             train_model, train_loader, loss_fn, optimizer, scheduler, device=device, epoch=epoch, ema=ema,
             amp_dtype=amp_dtype, scaler=scaler, grad_clip=opt.grad_clip, accum_steps=opt.accum_steps,
@@ -324,7 +299,8 @@ def fit(
             progress=run.progress and dist.is_main, reduce_sum=dist.reduce_sum, batch_transform=mixer,
         )  # fmt: skip
         step = train["step"]
-        val = _evaluate(train_model, val_loader, device, amp_dtype, run.channels_last, dist)
+        _synchronise(model, ema, dist)  # BatchNorm statistics averaged over the ranks, then checked equal everywhere
+        val = _evaluate(eval_model, val_loader, device, amp_dtype, run.channels_last, dist)
         ema_val = {}
         if ema is not None and recipe.ema.eval:
             ema_val = _evaluate(ema.module, val_loader, device, amp_dtype, run.channels_last, dist)
@@ -351,7 +327,8 @@ def fit(
 
     # 11. The best checkpoint, evaluated on val (and test when there is one), raw and EMA weights.
     final = _final_evaluation(recipe, run_dir, data, model, ema, device, amp_dtype, dist)
-    dist.close()
+    if depth_draws is not None:
+        depth_draws.detach()
     ckpt_dir = run_dir / "checkpoints"
     return FitResult(
         run_dir=run_dir,
@@ -368,20 +345,6 @@ def fit(
 
 
 # ================================================================================================ device, precision
-def resolve_device(name: str, dist: Distributed | None = None) -> torch.device:
-    """``"auto"`` → this rank's CUDA device if there is one, else the CPU; otherwise ``torch.device(name)``."""
-    local_rank = dist.local_rank if dist is not None else 0
-    if name == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"run.device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from err
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"run.device={name!r} but CUDA is not available on this machine (use 'auto' or 'cpu')")
-    return device
-
-
 def _mixed_precision(amp: str, device: torch.device) -> tuple[torch.dtype | None, torch.amp.GradScaler | None]:
     """Autocast dtype and grad scaler: bf16 on CUDA or CPU, fp16 on CUDA only (with a ``GradScaler``)."""
     if amp == "none":
@@ -400,10 +363,14 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank, 0x6D6978]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _seed_everything(seed: int, *, deterministic: bool, device: torch.device) -> None:
+def _seed_global_rngs(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def _seed_everything(seed: int, *, deterministic: bool, device: torch.device) -> None:
+    _seed_global_rngs(seed)
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -589,8 +556,14 @@ def _train_loader(
     from timm_recipes.data.datasets import create_loader
 
     d = recipe.data
-    sampler = dist.train_sampler(data.train, seed=recipe.run.seed)
+    sampler = dist.train_sampler(data.train, seed=recipe.run.seed, batch_size=d.batch_size)
     per_epoch = len(sampler) if sampler is not None else len(data.train)
+    if sampler is not None and per_epoch == 0:
+        raise ValueError(
+            f"data.batch_size={d.batch_size} x {dist.world_size} processes = a global batch of "
+            f"{d.batch_size * dist.world_size} images, more than the {len(data.train)} training images of "
+            f"{data.origin}; lower data.batch_size or the number of processes"
+        )
     if d.batch_size > per_epoch:
         raise ValueError(
             f"data.batch_size={d.batch_size} is larger than the {per_epoch} training images of {data.origin} "
@@ -693,7 +666,8 @@ def _resume(
     if loop["steps_per_epoch"] != steps_per_epoch:
         raise CheckpointError(
             f"checkpoint {checkpoint.path} was trained with {loop['steps_per_epoch']} optimizer steps per epoch, this "
-            f"recipe gives {steps_per_epoch}: data.batch_size, optim.accum_steps or the data changed"
+            f"recipe gives {steps_per_epoch}: data.batch_size, optim.accum_steps, the data or the number of "
+            "processes (WORLD_SIZE) changed"
         )
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
@@ -770,6 +744,17 @@ def _evaluate(
     )
 
 
+def _synchronise(model: nn.Module, ema: WeightEma | None, dist: Distributed) -> None:
+    """Several processes: average the BatchNorm statistics of the model and the EMA, then check the ranks agree."""
+    if dist.world_size == 1:
+        return
+    dist.sync_buffers(model)
+    dist.check_in_sync(model, "model weights")
+    if ema is not None:
+        dist.sync_buffers(ema.module)
+        dist.check_in_sync(ema.module, "EMA weights")
+
+
 def _epoch_record(
     epoch: int,
     train: Mapping[str, float],
@@ -826,6 +811,16 @@ def _announce(
         data.origin, len(data.train), len(data.val), f" / {len(data.test)} test" if data.test is not None else "",
         data.num_classes, global_batch, lr, steps_per_epoch,
     )  # fmt: skip
+    if dist.world_size > 1:
+        rule = (
+            f"optim.lr={recipe.optim.lr:g} per {recipe.optim.lr_base_batch} images, scaled to the global batch"
+            if recipe.optim.lr_base_batch
+            else f"optim.lr={recipe.optim.lr:g} is the rate of the global batch (set optim.lr_base_batch to scale it)"
+        )
+        _LOG.info(
+            "global batch %d = %d per process x %d accumulation steps x %d processes; %s",
+            global_batch, recipe.data.batch_size, recipe.optim.accum_steps, dist.world_size, rule,
+        )  # fmt: skip
     if ema is not None:
         _LOG.info("EMA: decay %.6f per update, every %d steps", ema.decay, ema.every_k)
     if checkpoint is not None:
@@ -852,7 +847,7 @@ def _final_evaluation(
 ) -> dict[str, float]:
     """Load the best checkpoint into the (bare) models and evaluate it on val and test; write ``final.json``."""
     ckpt_dir = run_dir / "checkpoints"
-    if not (ckpt_dir / "best.json").exists():
+    if not dist.broadcast_object((ckpt_dir / "best.json").exists()):  # as rank 0, the writer, sees it
         return {}
     best = open_checkpoint(ckpt_dir, tag="best")
     models = {"": model}
