@@ -76,6 +76,21 @@ def hub_server() -> hubserver.HubServer:
     return HUB
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a whole test module.
+
+    Its inputs are tiny, so one thread is as fast and immune to a busy machine, and bitwise comparisons (resume,
+    distributed equivalence, logits from a fresh process) need the same reduction order everywhere.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def network_violations() -> list[str]:
     """Connections the network guard refused so far (a test that provokes one on purpose clears it)."""

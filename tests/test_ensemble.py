@@ -27,13 +27,7 @@ from timm_recipes.recipes import get_preset
 from timm_recipes.train.checkpoint import open_checkpoint
 from timm_recipes.train.trainer import build_eval_dataset, fit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -60,13 +60,7 @@ PUBLISHED_PARAMS_M = {
 PAPER_TOLERANCE = 0.025
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_intra_op_thread():
-    """The inputs here are tiny: one intra-op thread is as fast, and immune to oversubscription on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def timm_name(name: str) -> str:

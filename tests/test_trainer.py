@@ -41,13 +41,7 @@ from timm_recipes.train.trainer import (
 EPOCHS = 4
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Bitwise equality needs the same reduction order in every run (and the subprocess uses one thread too).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")
