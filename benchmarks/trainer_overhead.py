@@ -60,10 +60,11 @@ def hand_loop(recipe, epochs: int) -> list[float]:
     """A minimal loop: same model, data, pipeline, batch, loss, optimizer and schedule; returns images/s per epoch."""
     import torch
 
+    from timm_recipes.train.builders import build_datasets, create_recipe_model
+    from timm_recipes.train.distributed import resolve_device
     from timm_recipes.train.losses import create_loss
     from timm_recipes.train.optim import create_optimizer
     from timm_recipes.train.schedules import create_scheduler
-    from timm_recipes.train.trainer import build_datasets, create_recipe_model, resolve_device
 
     device = resolve_device(recipe.run.device)
     torch.manual_seed(recipe.run.seed)
@@ -132,10 +133,11 @@ def measure_loop_overhead(size: int, steps: int, repeats: int, device: str) -> d
     import torch
     from torch import nn
 
+    from timm_recipes.train.builders import create_recipe_model
+    from timm_recipes.train.distributed import resolve_device
     from timm_recipes.train.ema import WeightEma
     from timm_recipes.train.engine import train_one_epoch
     from timm_recipes.train.schedules import create_scheduler
-    from timm_recipes.train.trainer import create_recipe_model, resolve_device
 
     recipe = _recipe(size, 2, device, 0)
     dev = resolve_device(device)
@@ -182,8 +184,8 @@ def measure_ema(models: tuple[str, ...], repeats: int, device: str) -> dict:
     from timm.utils import ModelEmaV3
 
     import timm_recipes  # noqa: F401
+    from timm_recipes.train.distributed import resolve_device
     from timm_recipes.train.ema import WeightEma
-    from timm_recipes.train.trainer import resolve_device
 
     dev = resolve_device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else None

@@ -16,13 +16,12 @@ from timm_recipes.config import (
     RecipeError,
     ScheduleConfig,
     apply_overrides,
-    load_recipe,
     recipe_from_dict,
     recipe_summary,
     recipe_to_dict,
     save_recipe,
 )
-from timm_recipes.recipes import PRESETS
+from timm_recipes.recipes import PRESETS, load_recipe
 
 PRESET_NAMES = sorted(PRESETS)
 

@@ -34,10 +34,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from timm_recipes.config import apply_overrides, load_recipe, save_recipe
+from timm_recipes.config import apply_overrides, save_recipe
 from timm_recipes.data.datasets import DigitsDataset, create_loader
 from timm_recipes.layers import stochastic_depth_modules
-from timm_recipes.recipes import get_preset
+from timm_recipes.recipes import get_preset, load_recipe
 from timm_recipes.train.checkpoint import open_checkpoint
 from timm_recipes.train.distributed import (
     TIMEOUT_ENV,
@@ -191,7 +191,7 @@ def test_distributed_evaluation_counts_every_image_once(ddp_run) -> None:
 
 _UNREACHABLE = """
 import os, sys, time
-from timm_recipes.config import load_recipe
+from timm_recipes.recipes import load_recipe
 from timm_recipes.train.trainer import fit
 for rank, port in zip((1, 0), sys.argv[1:3]):  # a worker that cannot reach the master; a master nobody joins
     os.environ.update(RANK=str(rank), MASTER_PORT=port)

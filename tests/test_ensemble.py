@@ -21,9 +21,9 @@ from safetensors.torch import load_file
 
 from timm_recipes.cli import main
 from timm_recipes.cli.evaluate import check_ensemble_members, evaluate_checkpoints
-from timm_recipes.config import apply_overrides, load_recipe, save_recipe
+from timm_recipes.config import apply_overrides, save_recipe
 from timm_recipes.data.datasets import DigitsDataset, ImageFolderDataset
-from timm_recipes.recipes import get_preset
+from timm_recipes.recipes import get_preset, load_recipe
 from timm_recipes.train.checkpoint import open_checkpoint
 from timm_recipes.train.trainer import build_eval_dataset, fit
 

@@ -27,7 +27,7 @@ from sklearn.datasets import load_digits
 
 import timm_recipes
 from timm_recipes.cli import main as cli_main
-from timm_recipes.config import load_recipe, recipe_to_dict
+from timm_recipes.config import recipe_to_dict
 from timm_recipes.hub import (
     ExportError,
     HubAuthError,
@@ -44,7 +44,7 @@ from timm_recipes.hub import (
 )
 from timm_recipes.hub.citations import CITATIONS
 from timm_recipes.hub.exporting import EXPORT_FILES
-from timm_recipes.recipes import get_preset
+from timm_recipes.recipes import get_preset, load_recipe
 
 ORG = "recipe-org"
 NUM_CLASSES = 10

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from timm_recipes.config import Recipe, apply_overrides, load_recipe, recipe_to_dict
-from timm_recipes.recipes import PRESETS
+from timm_recipes.config import Recipe, apply_overrides, recipe_to_dict
+from timm_recipes.recipes import PRESETS, load_recipe
 from timm_recipes.train.search import run_search, sample_trial
 
 BASE = PRESETS["demo"]

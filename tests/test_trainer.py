@@ -24,9 +24,9 @@ import torch
 
 from timm_recipes.cli import main
 from timm_recipes.cli.demo import report_training
-from timm_recipes.config import RecipeError, apply_overrides, load_recipe, recipe_to_dict, save_recipe
+from timm_recipes.config import RecipeError, apply_overrides, recipe_to_dict, save_recipe
 from timm_recipes.data.datasets import DigitsDataset
-from timm_recipes.recipes import get_preset
+from timm_recipes.recipes import get_preset, load_recipe
 from timm_recipes.train.checkpoint import CheckpointError, open_checkpoint
 from timm_recipes.train.engine import collect_logits, metrics_from_logits
 from timm_recipes.train.trainer import (
@@ -96,7 +96,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(uninterrupted, data_ro
     script = textwrap.dedent(f"""
         import torch
         torch.set_num_threads(1)
-        from timm_recipes.config import load_recipe
+        from timm_recipes.recipes import load_recipe
         from timm_recipes.train.trainer import fit
         fit(load_recipe({str(recipe_file)!r}), output_dir={str(run)!r})
     """)

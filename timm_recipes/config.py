@@ -41,7 +41,7 @@ __all__ = [
     "RunConfig",
     "ScheduleConfig",
     "apply_overrides",
-    "load_recipe",
+    "read_recipe_file",
     "recipe_from_dict",
     "recipe_summary",
     "recipe_to_dict",
@@ -486,21 +486,16 @@ def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_recipe(path_or_name: str | os.PathLike[str]) -> Recipe:
-    """Load a recipe from a YAML file, or a named preset of :mod:`timm_recipes.recipes`.
+def read_recipe_file(path: str | os.PathLike[str]) -> Recipe:
+    """Load a recipe from a YAML file (a preset by name: :func:`timm_recipes.recipes.load_recipe`).
 
     Raises:
-        FileNotFoundError: neither a file nor a preset of that name exists.
+        FileNotFoundError: no such file.
         RecipeError: the file is not valid YAML or not a valid recipe (the message names the key).
     """
-    from timm_recipes.recipes import PRESETS  # (recipes.py imports this module)
-
-    text = str(path_or_name)
-    path = Path(path_or_name)
-    if text in PRESETS and not path.is_file():
-        return PRESETS[text]
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"recipe: no file {text!r} and no preset of that name (presets: {', '.join(PRESETS)})")
+        raise FileNotFoundError(f"recipe: no file {str(path)!r}")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:

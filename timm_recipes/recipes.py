@@ -14,6 +14,9 @@ follows the global batch actually used (``lr * global_batch / lr_base_batch``).
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from timm_recipes.config import (
     AugConfig,
     DataConfig,
@@ -24,9 +27,10 @@ from timm_recipes.config import (
     Recipe,
     RunConfig,
     ScheduleConfig,
+    read_recipe_file,
 )
 
-__all__ = ["EFFICIENTNET_VARIANTS", "PRESETS", "get_preset", "list_presets"]
+__all__ = ["EFFICIENTNET_VARIANTS", "PRESETS", "get_preset", "list_presets", "load_recipe"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -285,3 +289,18 @@ def get_preset(name: str) -> Recipe:
         return PRESETS[name]
     except KeyError:
         raise ValueError(f"name: unknown preset {name!r} (known: {', '.join(PRESETS)})") from None
+
+
+def load_recipe(path_or_name: str | os.PathLike[str]) -> Recipe:
+    """A recipe from a YAML file, or a preset by name (a file of that name wins).
+
+    Raises:
+        FileNotFoundError: neither a file nor a preset of that name exists.
+        RecipeError: the file is not valid YAML or not a valid recipe (the message names the key).
+    """
+    text, path = str(path_or_name), Path(path_or_name)
+    if text in PRESETS and not path.is_file():
+        return PRESETS[text]
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe: no file {text!r} and no preset of that name (presets: {', '.join(PRESETS)})")
+    return read_recipe_file(path)

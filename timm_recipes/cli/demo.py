@@ -195,7 +195,7 @@ def fixres_step(result: FitResult) -> FixResResult:
 def measurements(result: FitResult, recipe: Recipe) -> list[Measurement]:
     """What the run measured (``final.json``, ``fixres/fixres.json``), with the size of each evaluated split."""
     from timm_recipes.hub import run_measurements
-    from timm_recipes.train.trainer import build_datasets
+    from timm_recipes.train.builders import build_datasets
 
     splits = build_datasets(recipe)
     sizes = {"train": len(splits.train), "val": len(splits.val), "test": len(splits.test or ())}
@@ -209,7 +209,7 @@ def export_step(result: FitResult, fixres: FixResResult | None, target: tuple[st
     """Step 3: export the EMA weights (the best checkpoint's) and the FixRes weights as tags of one family."""
     from timm_recipes.hub import default_tag, export, variant_name
     from timm_recipes.hub.runs import dataset_classes
-    from timm_recipes.train.trainer import load_checkpoint_model
+    from timm_recipes.train.builders import load_checkpoint_model
 
     ema_model, recipe, ckpt = load_checkpoint_model(result.run_dir, which="auto", tag="best")
     models = [("ema" if ckpt.has_ema else "raw", ema_model)] + ([("fixres", fixres.model)] if fixres else [])
@@ -252,9 +252,9 @@ def load_back_step(exported: Sequence[Exported], recipe: Recipe) -> dict[str, fl
 
     from timm_recipes.data.pipelines import eval_pipeline_from_model
     from timm_recipes.hub import ExportError
+    from timm_recipes.train.builders import build_eval_dataset, create_eval_loader
     from timm_recipes.train.engine import evaluate
     from timm_recipes.train.fixres import with_transform
-    from timm_recipes.train.trainer import build_eval_dataset, create_eval_loader
 
     top1 = {}
     for e in exported:

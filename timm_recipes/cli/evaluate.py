@@ -93,8 +93,9 @@ def evaluate_checkpoints(
     import torch
 
     from timm_recipes.config import apply_overrides
+    from timm_recipes.train.builders import build_eval_dataset, create_eval_loader, load_checkpoint_model
+    from timm_recipes.train.distributed import resolve_device
     from timm_recipes.train.engine import collect_logits, metrics_from_logits
-    from timm_recipes.train.trainer import build_eval_dataset, create_eval_loader, load_checkpoint_model, resolve_device
 
     if not paths:
         raise ValueError("paths: give at least one checkpoint")

@@ -39,7 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from timm_recipes.config import apply_overrides, load_recipe, recipe_from_dict
+    from timm_recipes.config import apply_overrides, recipe_from_dict
+    from timm_recipes.recipes import load_recipe
     from timm_recipes.train.fixres import open_run_checkpoint, run_fixres
 
     recipe = None

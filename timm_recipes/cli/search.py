@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from timm_recipes.config import apply_overrides, load_recipe
+    from timm_recipes.config import apply_overrides
+    from timm_recipes.recipes import load_recipe
     from timm_recipes.train.search import run_search
 
     recipe = apply_overrides(load_recipe(args.recipe), args.overrides)

@@ -74,8 +74,8 @@ def configure_logging() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from timm_recipes.config import apply_overrides, load_recipe, recipe_from_dict
-    from timm_recipes.recipes import PRESETS
+    from timm_recipes.config import apply_overrides, recipe_from_dict
+    from timm_recipes.recipes import PRESETS, load_recipe
     from timm_recipes.train.checkpoint import open_checkpoint
     from timm_recipes.train.trainer import fit
 

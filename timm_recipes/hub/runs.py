@@ -95,8 +95,8 @@ def export_run(
         repo_id: Where it will be published (for the card).
         overwrite: Replace an existing export folder.
     """
+    from timm_recipes.train.builders import load_checkpoint_model
     from timm_recipes.train.fixres import set_test_resolution
-    from timm_recipes.train.trainer import load_checkpoint_model
 
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")

@@ -485,7 +485,8 @@ def _stratified_holdout(targets: Sequence[int], fraction: float, seed: int) -> t
 
 def _open_source(source: Any, recipe: Any, tag: str) -> tuple[Any, Any]:
     """(checkpoint or None, Recipe) for a model or a checkpoint / run folder."""
-    from timm_recipes.config import Recipe, load_recipe, recipe_from_dict
+    from timm_recipes.config import Recipe, recipe_from_dict
+    from timm_recipes.recipes import load_recipe
 
     if isinstance(recipe, (str, os.PathLike)):
         recipe = load_recipe(recipe)
@@ -585,7 +586,7 @@ def run_fixres(
     batch_size = batch_size or data.batch_size
     prep = _preprocessing(model, aug.interpolation, aug.mean, aug.std)
 
-    from timm_recipes.train.trainer import build_datasets
+    from timm_recipes.train.builders import build_datasets
 
     splits = build_datasets(recipe)  # pipelines are replaced below by the test-time ones
     train_set: Dataset = splits.train

@@ -23,7 +23,6 @@ Run folder (``run.output_dir``, ``{name}`` = the recipe's name)::
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
@@ -31,18 +30,29 @@ import os
 import random
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
 from timm_recipes.config import Recipe, recipe_from_dict, recipe_to_dict, save_recipe
+from timm_recipes.train.builders import (
+    DataSplits,
+    build_datasets,
+    build_eval_dataset,
+    create_ema,
+    create_eval_loader,
+    create_mixing,
+    create_recipe_model,
+    create_schedule,
+    create_train_loader,
+    load_checkpoint_model,
+    resolve_monitor,
+)
 from timm_recipes.train.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -54,12 +64,12 @@ from timm_recipes.train.checkpoint import (
     save_checkpoint,
 )
 from timm_recipes.train.distributed import DepthDraws, Distributed, resolve_device
-from timm_recipes.train.ema import WeightEma, adjust_ema_decay
+from timm_recipes.train.ema import WeightEma
 from timm_recipes.train.engine import evaluate, train_one_epoch
 from timm_recipes.train.losses import create_loss
 from timm_recipes.train.metrics import MetricsLog
 from timm_recipes.train.optim import create_optimizer
-from timm_recipes.train.schedules import LRScheduler, create_scheduler
+from timm_recipes.train.schedules import LRScheduler
 
 __all__ = [
     "DataSplits",
@@ -226,8 +236,8 @@ def _fit(
     # 1. Data: datasets with their pipelines, then loaders whose randomness depends on (seed, epoch) only.
     data = build_datasets(recipe)
     mix_generator = torch.Generator()
-    collate, mixer = _mixing(recipe, data.num_classes, device, mix_generator)
-    train_loader = _train_loader(recipe, data, dist, device, collate)
+    collate, mixer = create_mixing(recipe, data.num_classes, device, mix_generator)
+    train_loader = create_train_loader(recipe, data, dist, device, collate)
     val_loader = create_eval_loader(recipe, data.val, dist, device)
     steps_per_epoch = math.ceil(len(train_loader) / opt.accum_steps)
 
@@ -254,11 +264,11 @@ def _fit(
     )
 
     # 5. Schedule, stepped once per optimizer step.
-    scheduler = _create_schedule(recipe, optimizer, steps_per_epoch, lr)
+    scheduler = create_schedule(recipe, optimizer, steps_per_epoch, lr)
 
     # 6. EMA of the weights (of the bare model, before any wrapper).
-    ema = _create_ema(recipe, model, dist)
-    monitor = _monitor(recipe, ema)
+    ema = create_ema(recipe, model, dist)
+    monitor = resolve_monitor(recipe, ema)
 
     # 7. DDP (identity on one process), then optional compilation. Stochastic depth in "batch" mode draws from
     #    (seed, epoch, step), the same blocks on every rank, and leaves the dropped blocks' parameters unused.
@@ -416,233 +426,6 @@ def _prepare_run_dir(
         if run_dir != base:
             _LOG.info("%s already holds a run; this run goes to %s", base, run_dir)
     return run_dir
-
-
-# ================================================================================================ data
-@dataclass(frozen=True)
-class DataSplits:
-    """The datasets of a recipe: train, val and (if present) test, with their pipelines attached."""
-
-    train: Dataset
-    val: Dataset
-    test: Dataset | None
-    num_classes: int
-    classes: list[str]
-    origin: str
-
-
-def _train_pipeline(recipe: Recipe) -> Any:
-    from timm_recipes.data.pipelines import CutoutConfig, multiscale_crop_pipeline, random_resized_crop_pipeline
-
-    aug = recipe.aug
-    cutout = CutoutConfig(p=aug.cutout_p, num_holes=aug.cutout_holes, size=aug.cutout_size) if aug.cutout_p else None
-    common = {
-        "hflip": aug.hflip,
-        "cutout": cutout,
-        "mean": aug.mean,
-        "std": aug.std,
-        "interpolation": aug.interpolation,
-    }
-    if aug.train_pipeline == "multiscale":
-        return multiscale_crop_pipeline(crop_size=aug.train_size, scale_range=aug.scale_range, **common)
-    return random_resized_crop_pipeline(size=aug.train_size, scale=aug.rrc_scale, ratio=aug.rrc_ratio, **common)
-
-
-def _eval_pipeline(recipe: Recipe) -> Any:
-    from timm_recipes.data.pipelines import eval_pipeline
-
-    aug = recipe.aug
-    return eval_pipeline(
-        input_size=aug.test_size,
-        crop_pct=aug.test_crop_pct,
-        interpolation=aug.interpolation,
-        mean=aug.mean,
-        std=aug.std,
-    )
-
-
-def build_datasets(recipe: Recipe) -> DataSplits:
-    """The recipe's datasets: the built-in digits, or ``data.root/{train,val[,test]}`` image folders.
-
-    Raises:
-        ValueError: ``data.root`` unset, class lists that differ between splits, or a class count that is not
-            ``model.num_classes``.
-        FileNotFoundError: A missing folder or a class folder without images (named).
-    """
-    from timm_recipes.data.datasets import DigitsDataset, ImageFolderDataset
-
-    d = recipe.data
-    train_tf, eval_tf = _train_pipeline(recipe), _eval_pipeline(recipe)
-    if d.dataset == "digits":
-        size = d.image_size
-        splits = [DigitsDataset(s, size=size, transform=tf) for s, tf in (("train", train_tf), ("val", eval_tf))]
-        test = DigitsDataset("test", size=size, transform=eval_tf)
-        classes, origin = list(DigitsDataset.classes), f"built-in digits at {size} px"
-    else:
-        if d.root is None:
-            raise ValueError("data.root must name a folder with train/ and val/ sub-folders when data.dataset='folder'")
-        root = Path(d.root)
-        if not root.is_dir():
-            raise FileNotFoundError(f"data.root {str(root)!r} does not exist or is not a folder")
-        for split in ("train", "val"):
-            if not (root / split).is_dir():
-                raise FileNotFoundError(
-                    f"data.root {str(root)!r} has no {split}/ folder (expected root/{split}/<class>/)"
-                )
-        splits = [
-            ImageFolderDataset(root / "train", train_tf, skip_corrupt=d.skip_corrupt),
-            ImageFolderDataset(root / "val", eval_tf, skip_corrupt=d.skip_corrupt),
-        ]
-        test = (
-            ImageFolderDataset(root / "test", eval_tf, skip_corrupt=d.skip_corrupt)
-            if (root / "test").is_dir()
-            else None
-        )
-        classes, origin = list(splits[0].classes), str(root)
-        for other in [splits[1], *([test] if test is not None else [])]:
-            if other.classes != classes:
-                raise ValueError(f"the classes of {other.root} differ from those of {root / 'train'}: {other.classes}")
-    if len(classes) != recipe.model.num_classes:
-        raise ValueError(
-            f"model.num_classes={recipe.model.num_classes} but the data ({origin}) has {len(classes)} classes"
-        )
-    return DataSplits(splits[0], splits[1], test, len(classes), classes, origin)
-
-
-def build_eval_dataset(recipe: Recipe, split: str) -> Dataset:
-    """One evaluation split (``"val"`` or ``"test"``) of the recipe's data, with the recipe's eval pipeline."""
-    from timm_recipes.data.datasets import DigitsDataset, ImageFolderDataset
-
-    if split not in ("val", "test"):
-        raise ValueError(f"split must be 'val' or 'test', got {split!r}")
-    d = recipe.data
-    if d.dataset == "digits":
-        return DigitsDataset(split, size=d.image_size, transform=_eval_pipeline(recipe))
-    if d.root is None:
-        raise ValueError("data.root must name a folder when data.dataset='folder'")
-    folder = Path(d.root) / split
-    if not folder.is_dir():
-        raise FileNotFoundError(f"data.root {d.root!r} has no {split}/ folder")
-    return ImageFolderDataset(folder, _eval_pipeline(recipe), skip_corrupt=d.skip_corrupt)
-
-
-def _mixing(
-    recipe: Recipe, num_classes: int, device: torch.device, generator: torch.Generator
-) -> tuple[Callable[..., Any] | None, Callable[..., Any] | None]:
-    """Mixup/CutMix as ``(collate_fn, batch_transform)``: at most one of them is set.
-
-    On the CPU the batch is mixed by the loader's collate function (in the workers, beside the augmentations). On a
-    GPU it is mixed after the copy, in place, as timm's training loop does: microseconds there instead of CPU time
-    on the critical path. The draws come from ``generator`` (reseeded every epoch) either way.
-    """
-    from timm_recipes.data.mixing import MixupCutmix, MixupCutmixCollator
-
-    mix = recipe.mix
-    if not mix.enabled:
-        return None, None
-    kwargs = {
-        "mixup_alpha": mix.mixup_alpha, "cutmix_alpha": mix.cutmix_alpha, "prob": mix.prob,
-        "switch_prob": mix.switch_prob, "mode": mix.mode, "label_smoothing": recipe.optim.label_smoothing,
-        "generator": generator,
-    }  # fmt: skip
-    if device.type == "cuda":
-        return None, functools.partial(MixupCutmix(num_classes, **kwargs), inplace=True)
-    return MixupCutmixCollator(num_classes, **kwargs), None
-
-
-def _train_loader(
-    recipe: Recipe, data: DataSplits, dist: Distributed, device: torch.device, collate: Callable[..., Any] | None
-) -> Any:
-    from timm_recipes.data.datasets import create_loader
-
-    d = recipe.data
-    sampler = dist.train_sampler(data.train, seed=recipe.run.seed, batch_size=d.batch_size)
-    per_epoch = len(sampler) if sampler is not None else len(data.train)
-    if sampler is not None and per_epoch == 0:
-        raise ValueError(
-            f"data.batch_size={d.batch_size} x {dist.world_size} processes = a global batch of "
-            f"{d.batch_size * dist.world_size} images, more than the {len(data.train)} training images of "
-            f"{data.origin}; lower data.batch_size or the number of processes"
-        )
-    if d.batch_size > per_epoch:
-        raise ValueError(
-            f"data.batch_size={d.batch_size} is larger than the {per_epoch} training images of {data.origin} "
-            f"(per process); lower data.batch_size"
-        )
-    return create_loader(
-        data.train, batch_size=d.batch_size, shuffle=sampler is None, num_workers=d.num_workers, seed=recipe.run.seed,
-        collate_fn=collate, drop_last=True, sampler=sampler, pin_memory=d.pin_memory and device.type == "cuda",
-    )  # fmt: skip
-
-
-def create_eval_loader(
-    recipe: Recipe, dataset: Dataset, dist: Distributed | None = None, device: torch.device | None = None
-) -> Any:
-    """A loader over ``dataset`` in its order (no shuffle, no drop), with the recipe's batch size and workers."""
-    from timm_recipes.data.datasets import create_loader
-
-    d = recipe.data
-    sampler = dist.eval_sampler(dataset) if dist is not None else None
-    pin = d.pin_memory and device is not None and device.type == "cuda"
-    return create_loader(
-        dataset, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
-        sampler=sampler, pin_memory=pin,
-    )  # fmt: skip
-
-
-# ================================================================================================ model
-def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None) -> nn.Module:
-    """``timm.create_model`` with the recipe's model section (``None`` values keep the model's defaults)."""
-    import timm_recipes  # noqa: F401  (registers the recipe_* models)
-
-    m = recipe.model
-    kwargs: dict[str, Any] = {"num_classes": num_classes or m.num_classes, "in_chans": m.in_chans}
-    for key in ("drop_rate", "drop_path_rate", "stochastic_depth_mode"):
-        if getattr(m, key) is not None:
-            kwargs[key] = getattr(m, key)
-    if not timm.is_model(m.name):
-        raise ValueError(f"model.name: unknown timm model {m.name!r}")
-    return timm.create_model(m.name, **kwargs)
-
-
-# ================================================================================================ schedule, EMA
-def _create_schedule(recipe: Recipe, optimizer: torch.optim.Optimizer, steps_per_epoch: int, lr: float) -> LRScheduler:
-    s = recipe.schedule
-    total = s.epochs * steps_per_epoch
-    warmup = round(s.warmup_epochs * steps_per_epoch)
-    if total <= warmup:
-        raise ValueError(
-            f"schedule.warmup_epochs={s.warmup_epochs} gives {warmup} warm-up steps, not fewer than the {total} steps "
-            f"of schedule.epochs={s.epochs} x {steps_per_epoch} steps per epoch"
-        )
-    return create_scheduler(
-        s.name, optimizer, total, warmup, warmup_lr=s.warmup_lr, min_lr=s.min_lr,
-        step_size=max(1, round(s.step_size_epochs * steps_per_epoch)), gamma=s.gamma,
-        milestones=[m * steps_per_epoch for m in s.milestones_epochs] or None, pct_start=s.pct_start,
-        max_lr=s.max_lr if s.max_lr is not None else lr, cycle_shape=s.cycle_shape,
-    )  # fmt: skip
-
-
-def _create_ema(recipe: Recipe, model: nn.Module, dist: Distributed) -> WeightEma | None:
-    e = recipe.ema
-    if not e.enabled:
-        return None
-    per_step_batch = recipe.data.batch_size * recipe.optim.accum_steps
-    decay = adjust_ema_decay(
-        e.decay, batch_size=per_step_batch, epochs=recipe.schedule.epochs, every_k=e.every_k, world_size=dist.world_size
-    )
-    return WeightEma(model, decay=decay, every_k=e.every_k, warmup=e.warmup)
-
-
-def _monitor(recipe: Recipe, ema: WeightEma | None) -> str:
-    if recipe.run.monitor == "ema" and (ema is None or not recipe.ema.eval):
-        warnings.warn(
-            "run.monitor='ema' but EMA weights are not evaluated (ema.enabled or ema.eval is false): "
-            "monitoring the raw weights instead",
-            stacklevel=3,
-        )
-        return "raw"
-    return recipe.run.monitor
 
 
 # ================================================================================================ resume
@@ -865,34 +648,3 @@ def _final_evaluation(
     if dist.is_main:
         atomic_write_bytes(run_dir / "final.json", (json.dumps(final, indent=1) + "\n").encode())
     return final
-
-
-def load_checkpoint_model(
-    path: str | os.PathLike[str], *, which: str = "auto", tag: str = "best", device: str | torch.device = "cpu"
-) -> tuple[nn.Module, Recipe, Checkpoint]:
-    """Rebuild a trained model from a checkpoint: its recipe, then the chosen weights (checked to fit).
-
-    Args:
-        path: A checkpoint folder, tag file, ``checkpoints/`` folder or run folder.
-        which: ``"ema"``, ``"raw"``, or ``"auto"`` (EMA when the checkpoint has it).
-        tag: ``"best"`` or ``"last"`` for a run or ``checkpoints/`` folder.
-        device: Where to put the model.
-
-    Returns:
-        ``(model in eval mode, recipe, checkpoint)``.
-    """
-    if which not in ("auto", "ema", "raw"):
-        raise ValueError(f"which must be 'auto', 'ema' or 'raw', got {which!r}")
-    checkpoint = open_checkpoint(path, tag=tag)
-    recipe = recipe_from_dict(checkpoint.recipe())
-    model = create_recipe_model(recipe, num_classes=checkpoint.num_classes)
-    use_ema = which == "ema" or (which == "auto" and checkpoint.has_ema)
-    weights = check_compatible(
-        checkpoint,
-        model,
-        model_name=recipe.model.name,
-        num_classes=checkpoint.num_classes,
-        which="ema" if use_ema else "model",
-    )
-    model.load_state_dict(weights)
-    return model.to(device).eval(), recipe, checkpoint
