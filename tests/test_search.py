@@ -251,8 +251,8 @@ def test_real_search_with_fit(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--trials", "0"], "trials: expected an integer >= 1"),
-        (["--lr-range", "-2", "-5"], "lr_range: the range is inverted"),
+        (["--trials", "0"], "argument --trials: must be an integer >= 1"),
+        (["--lr-range", "-2", "-5"], "--lr-range: LOW must be below HIGH"),
     ],
 )
 def test_cli_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:

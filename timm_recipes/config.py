@@ -27,6 +27,8 @@ from typing import Any, ClassVar, Literal
 import yaml
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
+from timm_recipes._files import apply_umask
+
 __all__ = [
     "AugConfig",
     "DataConfig",
@@ -321,8 +323,18 @@ class ScheduleConfig(_Section):
 class EmaConfig(_Section):
     """Weight EMA (the lecture's Polyak average), updated every ``every_k`` optimizer steps.
 
-    ``decay`` is per optimizer step and is adjusted to batch, world size and ``every_k`` as torchvision's
-    ``references/classification/train.py`` does.
+    ``decay`` is NOT used as it is: like torchvision's ``references/classification/train.py`` (``--model-ema-decay``),
+    it is rescaled to the run's batch, processes, ``every_k`` and length before use, so that the EMA horizon does
+    not depend on them. The ρ applied at each EMA update is::
+
+        alpha = min(1, (1 - decay) * world_size * batch_size * accum_steps * every_k / schedule.epochs)
+        ρ = 1 - alpha
+
+    (:func:`timm_recipes.train.ema.adjust_ema_decay`; ``fit`` prints the effective ρ). Examples: ``decay=0.99``,
+    batch 32, ``every_k=32``, one process: ρ = 0.98293 at 600 epochs, but ρ = 0 at 2 epochs (alpha clipped to 1:
+    the EMA is then a copy of the raw weights at each update); the default 0.99998 with torchvision's 8 x 128 images
+    over 600 epochs gives ρ = 0.99891. When the EMA weights of the best checkpoint end up clearly worse
+    than its raw weights on val, ``fit`` says so and ``export`` (weights ``auto``) exports the raw ones.
     """
 
     enabled: bool = True
@@ -383,6 +395,13 @@ class RunConfig(_Section):
     def _check(self) -> None:
         if not self.output_dir:
             raise RecipeError("output_dir", "must be a folder path, got ''")
+        try:
+            self.output_dir.format(name="recipe")
+        except (KeyError, IndexError, ValueError) as err:
+            raise RecipeError(
+                "output_dir", f"may use only the placeholder {{name}} (write {{{{ }}}} for a brace), got "
+                f"{self.output_dir!r} ({type(err).__name__}: {err})"
+            ) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -479,6 +498,7 @@ def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(f"# timm-recipes recipe {recipe.name!r}\n{text}")
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -629,7 +649,7 @@ def recipe_summary(recipe: Recipe) -> list[tuple[str, str]]:
         ("dropout", _optional(m.drop_rate)),
         ("stochastic depth", depth),
         ("EMA", f"decay {_g(e.decay)} every {e.every_k} steps" if e.enabled else "off"),
-        ("train / test size", f"{a.train_size} / {a.test_size} (resize {round(a.test_size / a.test_crop_pct)})"),
+        ("train / test size", f"{a.train_size} / {a.test_size} (resize {math.floor(a.test_size / a.test_crop_pct)})"),
     ]
     if o.grad_clip is not None:
         rows.append(("gradient clipping", _g(o.grad_clip)))

@@ -2,7 +2,9 @@
 
 Each sub-command lives in its own module of this package (``timm_recipes/cli/<name>.py``) exposing
 ``HELP: str``, ``add_arguments(parser)`` and ``run(args) -> int``. The argparse namespace stops there:
-``run`` turns it into typed calls of the library.
+``run`` turns it into typed calls of the library. Parsing imports neither torch nor timm; errors and exit codes
+are :mod:`timm_recipes.cli._common`'s (usage errors 2, failures 1, one line each; ``TIMM_RECIPES_TRACEBACK=1``
+for the traceback).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import importlib
 import os
 import sys
 from collections.abc import Sequence
+
+from timm_recipes.cli._common import CliParser, run_command
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -32,9 +36,9 @@ def _command_modules() -> dict[str, object]:
 def build_parser() -> argparse.ArgumentParser:
     from timm_recipes import __version__
 
-    parser = argparse.ArgumentParser(prog="timm-recipes", description=__doc__.splitlines()[0])
+    parser = CliParser(prog="timm-recipes", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CliParser)
     for name, module in _command_modules().items():
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
@@ -43,11 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
     try:
-        return int(args._run(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, RuntimeError) as err:
-        if os.environ.get("TIMM_RECIPES_TRACEBACK"):
-            raise
-        print(f"timm-recipes {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as done:  # --help, --version, or a usage error (already printed on one line)
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
+
+    def run() -> int:
+        importlib.import_module("timm_recipes.models")  # registers recipe_* with timm (deferred past parsing)
+        return args._run(args)
+
+    return run_command(args.command, run)

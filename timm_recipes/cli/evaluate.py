@@ -147,6 +147,9 @@ def format_report(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from timm_recipes.train.progress import ensure_progress_output
+
+    ensure_progress_output(True)  # progress lines on stderr while it works
     if args.batch_size is not None and args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     report = evaluate_checkpoints(

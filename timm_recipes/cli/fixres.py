@@ -39,6 +39,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from timm_recipes.train.progress import ensure_progress_output
+
+    ensure_progress_output(True)  # progress lines on stderr while it works
     from timm_recipes.config import apply_overrides, recipe_from_dict
     from timm_recipes.recipes import load_recipe
     from timm_recipes.train.fixres import open_run_checkpoint, run_fixres

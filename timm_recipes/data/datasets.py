@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -141,6 +142,13 @@ class ImageFolderDataset(Dataset):
     decoded with :func:`decode_image` and passed through ``transform`` (an Albumentations pipeline, called as
     ``transform(image=img)["image"]``).
 
+    Links and special files: symbolic links (to files or folders) are followed only when their target lies inside
+    the class folder that holds the link; each real file is counted once (under the first path that reaches it,
+    in sorted order) and each real folder visited once, so a loop cannot hang the scan. A link that leaves its class
+    folder (to another class, to ``root`` or its parents, anywhere else), dangles or loops is ignored and reported
+    in :attr:`skipped_links` and one warning. Two class folders that are the same folder (or nested) are refused.
+    Only regular files are images: a FIFO, socket or device named ``*.jpg`` is never opened.
+
     Corrupt files: by default reading one raises :class:`CorruptImageError` naming the file. With
     ``skip_corrupt=True`` the next sample in index order (wrapping around) is returned in its place, with its own
     label, so batches keep their size; the skipped files are recorded in :attr:`corrupt_files`. Worker processes
@@ -153,6 +161,7 @@ class ImageFolderDataset(Dataset):
         samples: ``(path, class_index)`` per image.
         targets: the class index per image.
         corrupt_files: the files found corrupt so far (this process plus what the loader reported).
+        skipped_links: the links that were not followed (see above).
     """
 
     def __init__(
@@ -176,7 +185,9 @@ class ImageFolderDataset(Dataset):
         if not self.classes:
             raise FileNotFoundError(f"no class folders in {str(self.root)!r}: expected root/<class>/<image> files")
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
+        self._check_distinct_classes()
         self.samples: list[tuple[str, int]] = []
+        self.skipped_links: list[str] = []
         for cls in self.classes:
             found = self._find_images(self.root / cls)
             if not found:
@@ -186,13 +197,61 @@ class ImageFolderDataset(Dataset):
             self.samples.extend((path, self.class_to_idx[cls]) for path in found)
         self.targets = [t for _, t in self.samples]
         self.corrupt_files: set[str] = set()
+        if self.skipped_links:
+            _LOG.warning(
+                "image folder %s: ignored %d link(s) that leave their class folder, dangle or loop (e.g. %s)",
+                self.root, len(self.skipped_links), self.skipped_links[0],
+            )  # fmt: skip
 
     def _find_images(self, folder: Path) -> list[str]:
-        found = []
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            found.extend(os.path.join(dirpath, f) for f in filenames if f.lower().endswith(self.extensions))
-        return sorted(found)
+        """The image files of one class folder, recursively, sorted; see the class docstring for links."""
+        top = folder.resolve()
+        found: dict[str, str] = {}  # real path -> the path it was found under (the first in sorted order)
+        seen_dirs = {str(top)}
+        stack = [(str(folder), top)]
+        while stack:
+            shown, real_dir = stack.pop()
+            try:
+                entries = sorted(os.scandir(shown), key=lambda e: e.name)
+            except OSError as err:  # unreadable sub-folder: said, not fatal
+                _LOG.warning("image folder: cannot list %s (%s); skipped", shown, err.strerror or err)
+                continue
+            subdirs = []
+            for entry in entries:
+                if entry.is_symlink():
+                    try:
+                        real = Path(entry.path).resolve(strict=True)
+                    except (OSError, RuntimeError):  # a dangling link or a link loop
+                        self.skipped_links.append(entry.path)
+                        continue
+                    if real != top and top not in real.parents:  # it leaves the class folder: another class, or out
+                        self.skipped_links.append(entry.path)
+                        continue
+                else:
+                    real = real_dir / entry.name
+                try:
+                    mode = os.stat(real).st_mode
+                except OSError:
+                    continue
+                if stat.S_ISDIR(mode):
+                    if not entry.name.startswith(".") and str(real) not in seen_dirs:
+                        seen_dirs.add(str(real))
+                        subdirs.append((entry.path, real))
+                elif stat.S_ISREG(mode) and entry.name.lower().endswith(self.extensions):  # FIFOs, sockets: never
+                    found.setdefault(str(real), entry.path)
+            stack.extend(reversed(subdirs))
+        return sorted(found.values())
+
+    def _check_distinct_classes(self) -> None:
+        """Two class names must not be the same folder (or one inside the other): an image would get two labels."""
+        reals = [(cls, (self.root / cls).resolve()) for cls in self.classes]
+        for i, (a, ra) in enumerate(reals):
+            for b, rb in reals[i + 1 :]:
+                if ra == rb or ra in rb.parents or rb in ra.parents:
+                    raise ValueError(
+                        f"class folders {a!r} and {b!r} of {str(self.root)!r} are the same folder or nested (links): "
+                        "their images would get two labels"
+                    )
 
     @property
     def corrupt_count(self) -> int:

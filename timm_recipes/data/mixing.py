@@ -635,7 +635,7 @@ class MixupCutmixCollator:
             if not isinstance(sample, Sequence) or len(sample) != 2:
                 raise TypeError(f"batch[{k}] must be an (image, target) pair")
             images.append(torch.as_tensor(sample[0]))
-            labels.append(int(sample[1]))
+            labels.append(_sample_label(sample[1], k))
         first = images[0]
         for k, img in enumerate(images):
             if img.shape != first.shape or img.dtype != first.dtype:
@@ -723,6 +723,19 @@ def _check_images(images: object) -> tuple[int, int, int, int]:
     if h < 1 or w < 1:
         raise ValueError(f"images must have H, W >= 1, got shape {tuple(images.shape)}")
     return n, c, h, w
+
+
+def _sample_label(label: object, k: int) -> int:
+    """One sample's class index: an int, a NumPy integer or a 0-d integer tensor; the rules of :func:`_check_targets`."""
+    if isinstance(label, Tensor):
+        if label.numel() != 1 or label.ndim > 1:
+            raise ValueError(f"batch[{k}] target must be one class index, got a tensor of shape {tuple(label.shape)}")
+        if label.is_floating_point() or label.is_complex() or label.dtype == torch.bool:
+            raise TypeError(f"batch[{k}] target must be an integer class index, got a {label.dtype} tensor")
+        return int(label.item())
+    if isinstance(label, (bool, np.bool_)) or not isinstance(label, (int, np.integer)):
+        raise TypeError(f"batch[{k}] target must be an integer class index, got {type(label).__name__} {label!r}")
+    return int(label)
 
 
 def _check_targets(targets: object, n: int | None, num_classes: int) -> Tensor:

@@ -187,6 +187,17 @@ class EnsureRGB(ImageOnlyTransform):
     def __init__(self, p: float = 1.0) -> None:
         super().__init__(p=check_probability("p", p))
 
+    def __call__(self, *args: Any, force_apply: bool = False, **kwargs: Any) -> Any:
+        # The first transform of every pipeline: a wrong ``image`` is named here, before albumentations reads
+        # ``image.shape`` (an AttributeError from deep inside for None or a list).
+        if "image" in kwargs and not isinstance(kwargs["image"], np.ndarray):
+            got = kwargs["image"]
+            raise TypeError(
+                f"image must be a NumPy uint8 array (H×W, H×W×1, H×W×3 or H×W×4, e.g. from cv2.imread or "
+                f"np.asarray(PIL.Image)), got {type(got).__name__}"
+            )
+        return super().__call__(*args, force_apply=force_apply, **kwargs)
+
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
         img = check_rgb_uint8(img)
         if img.ndim == 3 and img.shape[2] == 3:
@@ -513,6 +524,8 @@ def _triple(name: str, value: Any) -> tuple[float, float, float]:
         raise ValueError(f"{name} must be 3 numbers (one per RGB channel), got {value!r}")
     if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in value):
         raise TypeError(f"{name} must hold numbers, got {value!r}")
+    if not all(math.isfinite(float(v)) for v in value):
+        raise ValueError(f"{name} must be 3 finite numbers (no NaN or infinity), got {value!r}")
     return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 

@@ -224,7 +224,7 @@ def _resolution_section(config: Mapping[str, Any]) -> str:
     test, test_crop = pcfg.get("test_input_size") or train, pcfg.get("test_crop_pct") or crop
 
     def resize(shape: Sequence[int] | None, pct: float | None) -> str:
-        return "—" if not shape or not pct else str(round(shape[-1] / pct))
+        return "—" if not shape or not pct else str(math.floor(shape[-1] / pct))  # timm's rule: floor(size / crop)
 
     rows = [
         ("Training", _size(train), "random crops", "—"),

@@ -41,12 +41,14 @@ from timm.models import is_model
 from timm.models._hub import save_for_hf
 from torch import nn
 
+from timm_recipes._files import apply_umask
 from timm_recipes.hub.card import VARIANTS, Measurement, build_model_card, coerce_recipe
 from timm_recipes.hub.errors import ExportError
 
 __all__ = [
     "EXPORT_FILES",
     "TRAINING_ONLY_ARGS",
+    "check_replaceable_export",
     "default_tag",
     "export",
     "native_architecture",
@@ -61,6 +63,44 @@ TRAINING_ONLY_ARGS = frozenset({"stochastic_depth_mode", "drop_rate", "drop_path
 
 _TAG = re.compile(r"[a-z0-9][a-z0-9_]*")
 _PIL_INTERPOLATION = {"area": "box"}  # OpenCV's INTER_AREA is PIL's BOX filter (area averaging) for timm
+
+
+def check_replaceable_export(folder: str | os.PathLike[str], *, protect: Sequence[str | os.PathLike[str]] = ()) -> None:
+    """Refuse to let ``overwrite`` delete anything but a previous export.
+
+    ``folder`` may be replaced only when it is a folder holding nothing but the files of an export
+    (:data:`EXPORT_FILES`, with a ``config.json`` written by this package), and it is neither the current
+    directory nor one of its parents, nor a folder that contains one of ``protect`` (the exported run).
+
+    Raises:
+        ValueError: naming the folder and the reason; nothing is deleted.
+    """
+    folder = Path(folder)
+    real = folder.resolve()
+    where = str(folder)
+    cwd = Path.cwd().resolve()
+    if real == cwd or real in cwd.parents:
+        raise ValueError(f"--overwrite refuses to replace {where!r}: it is the current directory or one of its parents")
+    for path in protect:
+        p = Path(path).resolve()
+        if p == real or real in p.parents:
+            raise ValueError(f"--overwrite refuses to replace {where!r}: it contains {str(path)!r}, the source")
+    if not folder.is_dir() or folder.is_symlink():
+        raise ValueError(f"--overwrite refuses to replace {where!r}: it is not a folder written by an export")
+    entries = sorted(e.name for e in folder.iterdir())
+    foreign = [name for name in entries if name not in EXPORT_FILES]
+    if foreign:
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise ValueError(
+            f"--overwrite refuses to replace {where!r}: it is not a previous export, it holds {foreign[:5]}{more}"
+        )
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        ours = isinstance(config, dict) and isinstance(config.get("timm_recipes"), dict)
+    except (OSError, ValueError):
+        ours = False
+    if not ours:
+        raise ValueError(f"--overwrite refuses to replace {where!r}: it has no config.json written by timm-recipes")
 
 
 def native_architecture(model_name: str) -> str | None:
@@ -250,6 +290,7 @@ def export(
     native: bool = True,
     check_batch: torch.Tensor | None = None,
     overwrite: bool = False,
+    protect: Sequence[str | os.PathLike[str]] = (),
 ) -> Path:
     """Write ``model`` as a timm Hub folder (safetensors, config, recipe, card) and verify that it loads back.
 
@@ -271,7 +312,9 @@ def export(
             ``test_crop_pct``, ``mean``, ``std``, ``interpolation``).
         native: Write timm's own architecture name when there is one (``recipe_resnet50`` → ``resnet50``).
         check_batch: The batch of the load-back check (default: seeded normal images at train and test size).
-        overwrite: Replace an existing non-empty ``folder``.
+        overwrite: Replace an existing non-empty ``folder``, which must be a previous export
+            (:func:`check_replaceable_export`).
+        protect: Paths the replaced folder must not contain (e.g. the run being exported).
 
     Returns:
         The folder.
@@ -290,8 +333,13 @@ def export(
     if not model_name or not is_model(model_name):
         raise ValueError("model: expected a timm model (created with timm.create_model, with a pretrained_cfg)")
     folder = Path(folder)
-    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
-        raise ValueError(f"folder {str(folder)!r} exists and is not empty; pass overwrite=True to replace it")
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        if not overwrite:
+            raise ValueError(
+                f"export folder {str(folder)!r} exists and is not empty; pass overwrite=True (CLI: --overwrite) to "
+                "replace a previous export"
+            )
+        check_replaceable_export(folder, protect=protect)
     recipe = coerce_recipe(recipe)
     measurements = [Measurement.coerce(m) for m in (metrics or ())]
     if recipe is not None and dataset is None:
@@ -311,6 +359,7 @@ def export(
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    apply_umask(staging, directory=True)  # mkdtemp made it 0700: the export keeps the user's umask
     try:
         model_config: dict[str, Any] = {"pretrained_cfg": {**prep, "architecture": model_name, "tag": tag}}
         if label_names is not None:

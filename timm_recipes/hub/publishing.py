@@ -185,6 +185,16 @@ def check_export_folder(folder: str | os.PathLike[str], *, load: bool = True) ->
     return config
 
 
+def _upload(folder: Path, path: str, repo_id: str, info: Mapping[str, Any]) -> Any:
+    """The commit operation of one file; the card's ``<org>/<name>`` placeholder becomes the real repository."""
+    if path == "README.md":
+        text = (folder / path).read_text(encoding="utf-8")
+        placeholder = f"<org>/{info.get('model')}.{info.get('tag')}"
+        if placeholder in text:
+            return CommitOperationAdd(path, text.replace(placeholder, repo_id).encode("utf-8"))
+    return CommitOperationAdd(path, str(folder / path))
+
+
 def _folder_files(folder: Path) -> list[str]:
     return sorted(
         p.relative_to(folder).as_posix()
@@ -333,7 +343,7 @@ def _publish_folder(folder: Path, config: Mapping[str, Any], t: _Target) -> Publ
         )
         if t.revision is not None and t.revision != "main" and not t.create_pr:
             api.create_branch(repo_id, branch=t.revision, exist_ok=True)
-        operations: list[Any] = [CommitOperationAdd(path, str(folder / path)) for path in files]
+        operations: list[Any] = [_upload(folder, path, repo_id, info) for path in files]
         operations += [CommitOperationDelete(path) for path in stale if path not in files]
         commit = api.create_commit(
             repo_id, operations, commit_message=message, revision=t.revision, create_pr=t.create_pr

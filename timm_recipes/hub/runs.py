@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         raise ValueError(f"{path} is not valid JSON: {err}") from err
 
 
+def _count(doc: dict[str, Any] | None, key: str) -> int | None:
+    value = (doc or {}).get(key)
+    return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 1 else None
+
+
 def run_measurements(run_dir: str | os.PathLike[str], recipe: Any, epoch: int | None = None) -> list[Measurement]:
     """The accuracies a run measured, as card measurements.
 
@@ -45,21 +51,25 @@ def run_measurements(run_dir: str | os.PathLike[str], recipe: Any, epoch: int | 
         found.setdefault((m.variant, m.img_size, m.crop_pct, m.split, m.metric), m)
 
     final = _read_json(run_dir / "final.json")
+    sizes = {split: _count(final, f"{split}_n") for split in ("val", "test")}  # images evaluated: the error bars
     if final is not None and (epoch is None or final.get("epoch") == epoch):
         for prefix, variant in (("", "raw"), ("ema_", "ema")):
             for split in ("val", "test"):
                 for metric in ("top1", "top5"):
                     value = final.get(f"{prefix}{split}_{metric}")
                     if value is not None:
-                        add(Measurement(float(value), variant, aug.test_size, aug.test_crop_pct, metric, split))
+                        n = _count(final, f"{prefix}{split}_n") or sizes[split]
+                        add(Measurement(float(value), variant, aug.test_size, aug.test_crop_pct, metric, split, n))
     report = _read_json(run_dir / "fixres" / "fixres.json")
     if report is not None:
         start = "ema" if report.get("weights") == "ema" else "raw"
         acc, split = report["accuracy"], str(report.get("eval_split", "test"))
         size, crop = int(report["test_input_size"][-1]), float(report["test_crop_pct"])
-        add(Measurement(float(acc["train_size"]), start, int(report["train_size"]), aug.test_crop_pct, split=split))
-        add(Measurement(float(acc["test_size_before"]), start, size, crop, split=split))
-        add(Measurement(float(acc["test_size_after"]), "fixres", size, crop, split=split))
+        n = sizes.get(split)
+        train_size = int(report["train_size"])
+        add(Measurement(float(acc["train_size"]), start, train_size, aug.test_crop_pct, split=split, num_samples=n))
+        add(Measurement(float(acc["test_size_before"]), start, size, crop, split=split, num_samples=n))
+        add(Measurement(float(acc["test_size_after"]), "fixres", size, crop, split=split, num_samples=n))
     return list(found.values())
 
 
@@ -96,6 +106,7 @@ def export_run(
         overwrite: Replace an existing export folder.
     """
     from timm_recipes.train.builders import load_checkpoint_model
+    from timm_recipes.train.trainer import EMA_WORSE_POINTS, ema_gap
     from timm_recipes.train.fixres import set_test_resolution
 
     if weights not in WEIGHTS:
@@ -109,6 +120,18 @@ def export_run(
         if checkpoint != "best" or not Path(source).exists():
             raise
         model, recipe, ckpt = load_checkpoint_model(source, which=which, tag="last")
+    if weights == "auto" and ckpt.has_ema:
+        final = _read_json(ckpt.run_dir / "final.json") or {}
+        gap = ema_gap(final) if final.get("epoch") == ckpt.epoch else None
+        if gap is not None and gap >= EMA_WORSE_POINTS:
+            warnings.warn(
+                f"exporting the raw weights of {ckpt.path}: its EMA weights are {gap:.1f} points below the raw ones on "
+                f"val ({final['ema_val_top1']:.2f} % vs {final['val_top1']:.2f} %); pass weights='ema' (CLI: --ema) "
+                "to export them anyway",
+                stacklevel=2,
+            )
+            model, recipe, ckpt = load_checkpoint_model(ckpt.path, which="raw")
+            weights = "raw"
     if weights == "fixres":
         from safetensors.torch import load_file
 
@@ -131,4 +154,5 @@ def export_run(
         label_names=dataset_classes(recipe),
         repo_id=repo_id,
         overwrite=overwrite,
+        protect=[ckpt.run_dir, source],
     )

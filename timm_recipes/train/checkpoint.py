@@ -51,8 +51,11 @@ __all__ = [
     "atomic_write_bytes",
     "capture_rng_state",
     "check_compatible",
+    "damaged",
     "decode_state",
+    "describe_checkpoint",
     "encode_state",
+    "list_checkpoints",
     "open_checkpoint",
     "prune_checkpoints",
     "resolve_checkpoint",
@@ -160,10 +163,12 @@ def decode_state(tree: Any, tensors: Mapping[str, torch.Tensor]) -> Any:
         return [decode_state(v, tensors) for v in tree]
     if not isinstance(tree, dict):
         return tree
-    if "__tensor__" in tree:
-        return tensors[tree["__tensor__"]]
-    if "__ndarray__" in tree:
-        return tensors[tree["__ndarray__"]].numpy()
+    for marker in ("__tensor__", "__ndarray__"):
+        if marker in tree:
+            key = tree[marker]
+            if not isinstance(key, str) or key not in tensors:
+                raise KeyError(f"tensor {key!r} referenced by the state is not in {STATE_TENSORS}")
+            return tensors[key] if marker == "__tensor__" else tensors[key].numpy()
     if "__tuple__" in tree:
         return tuple(decode_state(v, tensors) for v in tree["__tuple__"])
     if "__items__" in tree:
@@ -285,7 +290,7 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(root)
-    for tag in tags:
+    for tag in sorted(tags, key=lambda t: t != "best"):  # best first: a kill in between leaves last behind, never best
         tag_doc = {"format": FORMAT, "checkpoint": name, "epoch": int(epoch), "step": int(step)}
         atomic_write_bytes(root / f"{tag}.json", json.dumps(tag_doc, indent=1).encode())
     prune_checkpoints(root)
@@ -359,8 +364,19 @@ class Checkpoint:
         return self.path.parent.parent
 
     def recipe(self) -> dict[str, Any]:
-        """The resolved recipe saved with the checkpoint, as a plain dict."""
-        return yaml.safe_load((self.path / RECIPE_FILE).read_text(encoding="utf-8"))
+        """The resolved recipe saved with the checkpoint, as a plain dict.
+
+        Raises:
+            CheckpointError: ``recipe.yaml`` missing, not YAML or not a mapping.
+        """
+        file = self.path / RECIPE_FILE
+        try:
+            data = yaml.safe_load(file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise damaged(self.path, f"{RECIPE_FILE} cannot be read: {' '.join(str(err).split())}") from None
+        if not isinstance(data, dict):
+            raise damaged(self.path, f"{RECIPE_FILE} is not a recipe (a YAML mapping), got {type(data).__name__}")
+        return data
 
     def weights(self, which: str = "model") -> dict[str, torch.Tensor]:
         """The raw (``"model"``) or EMA (``"ema"``) weights, on the CPU."""
@@ -374,21 +390,120 @@ class Checkpoint:
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"checkpoint file {file} cannot be read: {err}") from err
 
-    def training_state(self) -> dict[str, Any]:
-        """The optimizer, scheduler, scaler, EMA counters, RNG and loop state, tensors on the CPU."""
+    def training_state(self, required: Sequence[str] = ()) -> dict[str, Any]:
+        """The optimizer, scheduler, scaler, EMA counters, RNG and loop state, tensors on the CPU.
+
+        Args:
+            required: Sections the caller reads; a missing one is reported as damage.
+
+        Raises:
+            CheckpointError: the state cannot be read, references a tensor that is not stored, or lacks a section.
+        """
         try:
             tree = json.loads((self.path / STATE_JSON).read_text(encoding="utf-8"))
             tensors = load_file(str(self.path / STATE_TENSORS), device="cpu")
         except (SafetensorError, OSError, ValueError) as err:
-            raise CheckpointError(f"checkpoint state in {self.path} cannot be read: {err}") from err
-        return decode_state(tree, tensors)
+            raise damaged(self.path, f"its state cannot be read: {err}") from err
+        try:
+            state = decode_state(tree, tensors)
+        except (KeyError, TypeError, ValueError) as err:
+            raise damaged(self.path, f"{STATE_JSON} is damaged: {str(err).strip(chr(34) + chr(39))}") from None
+        if not isinstance(state, dict):
+            raise damaged(self.path, f"{STATE_JSON} is not a mapping of sections")
+        missing = [key for key in required if key not in state]
+        if missing:
+            raise damaged(self.path, f"{STATE_JSON} lacks the section(s) {', '.join(missing)}")
+        return state
+
+
+def list_checkpoints(root: str | os.PathLike[str]) -> list[tuple[Path, int | None, list[str]]]:
+    """The complete checkpoint folders of a ``checkpoints/`` folder: ``(folder, epoch, tags naming it)``, by epoch."""
+    root = Path(root)
+    tags: dict[str, list[str]] = {}
+    for tag_file in sorted(root.glob("*.json")):
+        try:
+            tags.setdefault(str(json.loads(tag_file.read_text(encoding="utf-8"))["checkpoint"]), []).append(
+                tag_file.stem
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    found = []
+    for folder in sorted(p for p in root.glob(f"{_PREFIX}*") if (p / MANIFEST_FILE).is_file()):
+        try:
+            epoch = int(json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))["epoch"])
+        except (OSError, ValueError, KeyError, TypeError):
+            epoch = None
+        found.append((folder, epoch, tags.get(folder.name, [])))
+    return sorted(found, key=lambda item: (item[1] is None, item[1] or 0))
+
+
+def damaged(folder: str | os.PathLike[str], what: str) -> CheckpointError:
+    """A :class:`CheckpointError` naming the checkpoint and the damage, offering the run's other checkpoints."""
+    folder = Path(folder)
+    others = [f for f in list_checkpoints(folder.parent) if f[0].name != folder.name] if folder.parent.is_dir() else []
+    offer = ""
+    if others:
+        listed = ", ".join(
+            f"{p} (epoch {e}{', ' + '/'.join(t) if t else ''})" for p, e, t in others[-3:]  # the latest three
+        )
+        offer = f"; other checkpoints of this run: {listed} (pass one of them to --resume, evaluate or export)"
+    return CheckpointError(f"checkpoint {folder} is damaged: {what}{offer}")
+
+
+def _read_pointer(tag_file: Path) -> Path:
+    """The checkpoint folder a tag file names; it must be a ``ckpt-*`` folder right beside the tag file."""
+    try:
+        doc = json.loads(tag_file.read_text(encoding="utf-8"))
+        name = doc["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"checkpoint tag {tag_file} is corrupt or not a checkpoint tag: {err}") from err
+    plain = isinstance(name, str) and name.startswith(_PREFIX) and Path(name).name == name and "\\" not in name
+    target = tag_file.parent / str(name)
+    if not plain or target.resolve().parent != tag_file.parent.resolve():
+        raise CheckpointError(
+            f"checkpoint tag {tag_file} names {name!r}, which is not a checkpoint folder inside {tag_file.parent}: "
+            "a tag may only point at a ckpt-* folder of its own checkpoints/ folder"
+        )
+    if not (target / MANIFEST_FILE).exists():
+        raise CheckpointError(f"checkpoint tag {tag_file} names {target.name}, which is missing or incomplete")
+    return target
+
+
+def _manifest_metrics(folder: Path) -> dict[str, Any]:
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        return {"epoch": int(manifest["epoch"]), **dict(manifest.get("metrics") or {})}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+
+
+def _reconciled_best(root: Path, best: Path | None) -> Path | None:
+    """``best``, or ``last``'s checkpoint when its manifest says it is a newer best (a kill between the tag writes)."""
+    if not (root / "last.json").is_file():
+        return best
+    try:
+        last = _read_pointer(root / "last.json")
+    except CheckpointError:
+        return best
+    info = _manifest_metrics(last)
+    last_is_best = info.get("best_epoch") is not None and info.get("best_epoch") == info.get("epoch")
+    if last_is_best and (best is None or _manifest_metrics(best).get("epoch", -1) < info["epoch"]):
+        return last
+    return best
 
 
 def resolve_checkpoint(path: str | os.PathLike[str], tag: str = "last") -> Path:
     """The checkpoint folder that ``path`` designates.
 
     ``path`` may be a checkpoint folder, a tag file (``last.json``/``best.json``), a ``checkpoints/`` folder or a run
-    folder; for the last two, ``tag`` chooses the tag (``"last"`` or ``"best"``).
+    folder; for the last two, ``tag`` chooses the tag (``"last"`` or ``"best"``). A tag may only name a ``ckpt-*``
+    folder beside it (never ``..``, an absolute path or a link out of the folder). When ``best.json`` lags behind
+    ``last.json`` whose manifest records that epoch as the best (a kill between the two writes of an older version),
+    ``best`` resolves to ``last``'s checkpoint, as the manifests say.
+
+    Raises:
+        FileNotFoundError: nothing at ``path``, or no such tag.
+        CheckpointError: a corrupt tag, or one that points outside its ``checkpoints/`` folder.
     """
     path = Path(path)
     if not path.exists():
@@ -397,19 +512,34 @@ def resolve_checkpoint(path: str | os.PathLike[str], tag: str = "last") -> Path:
         return path
     if path.is_dir() and (path / "checkpoints").is_dir():
         path = path / "checkpoints"
-    if path.is_dir():
-        tag_file = path / f"{tag}.json"
-        if not tag_file.exists():
-            raise FileNotFoundError(f"no checkpoint in {str(path)!r}: {tag_file.name} is missing")
-        path = tag_file
+    if not path.is_dir():
+        return _read_pointer(path)
+    tag_file = path / f"{tag}.json"
+    if tag == "best":
+        best = _read_pointer(tag_file) if tag_file.exists() else None
+        chosen = _reconciled_best(path, best)
+        if chosen is not None:
+            return chosen
+    if not tag_file.exists():
+        raise FileNotFoundError(f"no checkpoint in {str(path)!r}: {tag_file.name} is missing")
+    return _read_pointer(tag_file)
+
+
+def describe_checkpoint(path: str | os.PathLike[str], tag: str = "last") -> str:
+    """Which checkpoint ``path`` with ``tag`` designates, for a command to say what it used: folder, epoch, tags.
+
+    ``best`` falls back to ``last`` for a run without one, as the commands do.
+    """
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-        target = path.parent / str(doc["checkpoint"])
-    except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint tag {path} is corrupt or not a checkpoint tag: {err}") from err
-    if not (target / MANIFEST_FILE).exists():
-        raise CheckpointError(f"checkpoint tag {path} names {target.name}, which is missing or incomplete")
-    return target
+        folder = resolve_checkpoint(path, tag)
+    except FileNotFoundError:
+        if tag != "best":
+            raise
+        folder, tag = resolve_checkpoint(path, "last"), "last (the run has no best)"
+    epoch = _manifest_metrics(folder).get("epoch")
+    tags = next((t for f, _, t in list_checkpoints(folder.parent) if f.name == folder.name), [])
+    named = f", tags {'/'.join(tags)}" if tags else ""
+    return f"{folder} (epoch {epoch}, chosen as {tag}{named})"
 
 
 def open_checkpoint(path: str | os.PathLike[str], *, tag: str = "last", verify: bool = True) -> Checkpoint:
@@ -432,21 +562,26 @@ def open_checkpoint(path: str | os.PathLike[str], *, tag: str = "last", verify: 
             raise ValueError(f"format {manifest.get('format')!r}, expected {FORMAT!r}")
         files = manifest["files"]
         _ = manifest["model"], int(manifest["num_classes"]), int(manifest["epoch"]), int(manifest["step"])
+        if not isinstance(files, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("size"), int) and isinstance(v.get("sha256"), str)
+            for v in files.values()
+        ):
+            raise ValueError("'files' must map each file name to its size and sha256")
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"checkpoint manifest {manifest_path} is corrupt: {err}") from err
+        raise damaged(folder, f"{MANIFEST_FILE} is corrupt: {err}") from None
     for required in (MODEL_FILE, STATE_JSON, STATE_TENSORS, RECIPE_FILE):
         if required not in files:
-            raise CheckpointError(f"checkpoint manifest {manifest_path} does not list {required}")
+            raise damaged(folder, f"{MANIFEST_FILE} does not list {required}")
     if verify:
         for fname, expected in files.items():
             file = folder / fname
-            if not file.is_file():
-                raise CheckpointError(f"checkpoint file {file} is missing")
+            if Path(fname).name != fname or not file.is_file():
+                raise damaged(folder, f"{fname} is missing")
             size = file.stat().st_size
             if size != expected["size"]:
-                raise CheckpointError(f"checkpoint file {file} is corrupt: {size} bytes, expected {expected['size']}")
+                raise damaged(folder, f"{fname} is corrupt: {size} bytes, expected {expected['size']}")
             if _sha256(file) != expected["sha256"]:
-                raise CheckpointError(f"checkpoint file {file} is corrupt: its SHA-256 does not match the manifest")
+                raise damaged(folder, f"{fname} is corrupt: its SHA-256 does not match the manifest")
     return Checkpoint(folder, manifest)
 
 

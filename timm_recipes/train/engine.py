@@ -145,7 +145,8 @@ def train_one_epoch(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     seen, step = 0, start_step
     progress = progress and sys.stderr.isatty()
-    bar = tqdm(total=num_batches, desc=f"epoch {epoch}", unit="batch", disable=not progress, leave=False)
+    desc = f"epoch {epoch}" if reduce_sum is None else f"epoch {epoch} (rank-0 shard)"
+    bar = tqdm(total=num_batches, desc=desc, unit="batch", disable=not progress, leave=False)
     optimizer.zero_grad(set_to_none=True)
     start = time.perf_counter()
     for i, (images, targets) in enumerate(loader):
@@ -190,10 +191,11 @@ def train_one_epoch(
             if progress:
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.3g}", img_s=f"{rate:.0f}", refresh=False)
                 bar.update(i + 1 - bar.n)
-            else:
+            else:  # under DDP these are this process's own numbers; the epoch line has the global ones
                 _LOG.info(
-                    "epoch %d [%d/%d] loss %.4f lr %.3g %.0f img/s", epoch, i + 1, num_batches, mean_loss, lr, rate
-                )
+                    "epoch %d [%d/%d] loss %.4f lr %.3g %.0f img/s%s", epoch, i + 1, num_batches, mean_loss, lr, rate,
+                    "" if reduce_sum is None else " (this process's shard only)",
+                )  # fmt: skip
     bar.close()
     if device.type == "cuda":
         torch.cuda.synchronize(device)

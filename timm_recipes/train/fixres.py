@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset, Subset
 
+from timm_recipes._files import check_writable
 from timm_recipes.train.engine import evaluate
 from timm_recipes.train.optim import create_optimizer
 from timm_recipes.train.schedules import create_scheduler
@@ -256,11 +257,12 @@ def evaluate_candidates(
     model.to(dev)
     prep = _preprocessing(model, interpolation, mean, std)
     table = []
-    for size, crop in checked:
+    for i, (size, crop) in enumerate(checked):
         m = _eval_at(
             model, holdout_dataset, size, crop, prep, batch_size=batch_size, device=dev, num_workers=num_workers
         )
         table.append({"size": size, "crop_pct": crop, "top1": m["top1"], "loss": m["loss"], "n": m["n"]})
+        _LOG.info("fixres candidate %d/%d: %dpx crop %g: top-1 %.2f %%", i + 1, len(checked), size, crop, m["top1"])
     return table
 
 
@@ -580,6 +582,10 @@ def run_fixres(
     else:
         model, weights_kind = _load_weights(ckpt, recipe, fx.from_ema if from_ema is None else bool(from_ema))
         run_dir = ckpt.run_dir
+        _LOG.info("fixres: starting from %s (epoch %d, %s weights)", ckpt.path, ckpt.epoch, weights_kind)
+    out = Path(output_dir) if output_dir is not None else (run_dir / "fixres" if run_dir is not None else None)
+    if save and out is not None:
+        check_writable(out, "fixres output folder")  # before the work, not after it
     dev = _device(device if device is not None else recipe.run.device, model)
     model.to(dev).eval()
     set_test_resolution(model, aug.test_size, aug.test_crop_pct)
@@ -612,6 +618,7 @@ def run_fixres(
         m = _eval_at(model, eval_set, size, crop, prep, batch_size=batch_size, device=dev, num_workers=data.num_workers)
         return float(m["top1"])
 
+    _LOG.info("fixres: chose %dpx crop %g; measuring on %s, then fine-tuning", test_size, crop_pct, eval_name)
     acc = {
         "train_size": accuracy(aug.train_size, aug.test_crop_pct),
         "recipe_test": accuracy(aug.test_size, aug.test_crop_pct),
@@ -650,7 +657,6 @@ def run_fixres(
             "checkpoint_epoch": ckpt.epoch if ckpt is not None else None,
         },
     )
-    out = Path(output_dir) if output_dir is not None else (run_dir / "fixres" if run_dir is not None else None)
     if save and out is not None:
         result.output_dir = save_fixres(result, out, source=str(source) if run_dir is not None else None)
     return result

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -21,18 +22,35 @@ from timm_recipes.train.checkpoint import atomic_write_bytes
 
 __all__ = ["MetricsLog", "plot_curves", "read_metrics"]
 
+_LOG = logging.getLogger("timm_recipes.train")
+
 
 def read_metrics(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of a ``metrics.jsonl`` file (a missing file has none; a torn last line is ignored)."""
+    """Every readable record of a ``metrics.jsonl`` file (a missing file has none).
+
+    A line that is not a JSON object with an integer ``epoch`` (a line torn by a kill, a garbage line anywhere) is
+    skipped and reported in one warning naming the file and the line numbers; the records around it are kept.
+    """
     path = Path(path)
     if not path.exists():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    records, bad = [], []
+    text = path.read_bytes().decode("utf-8", errors="replace")
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
-            records.append(json.loads(line))
+            record = json.loads(line)
         except ValueError:
-            break  # a line cut by a kill: the epochs before it are intact
+            record = None
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and not isinstance(record["epoch"], bool):
+            records.append(record)
+        else:
+            bad.append(number)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (f" and {len(bad) - 10} more" if len(bad) > 10 else "")
+        _LOG.warning("%s: skipped %d unreadable line(s) (line %s); kept the %d readable records", path, len(bad),
+                     shown, len(records))  # fmt: skip
     return records
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from timm_recipes._files import apply_umask
 from timm_recipes.config import Recipe, apply_overrides, recipe_to_dict, save_recipe
 
 __all__ = ["SearchResult", "Trial", "run_search", "sample_trial", "trial_recipe"]
@@ -140,6 +141,7 @@ def _write_atomic(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
+        apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -227,6 +229,7 @@ def _plot(
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     with os.fdopen(fd, "wb") as fh:
         fh.write(buf.getvalue())
+    apply_umask(tmp)
     os.replace(tmp, path)
 
 
@@ -325,11 +328,12 @@ def run_search(
                 raise ValueError(f"out_dir: trial {i} in {out / 'trials.jsonl'} was not sampled by this search")
             continue
         recipe = trial_recipe(base, i, lr, wd, out, epochs)
+        say(f"trial {i} ({i + 1} of {trials}): lr {lr:.3e}  wd {wd:.3e}  training ...")
         start = time.perf_counter()
         metric = float(trial_fn(recipe))
         done[i] = Trial(i, lr, wd, metric, time.perf_counter() - start)
         _write_tables(out, done, metric_name)
-        say(f"trial {i + 1}/{trials}: lr {lr:.3e}  wd {wd:.3e}  ->  {metric_name} {metric:.4f}")
+        say(f"trial {i} ({i + 1} of {trials}): lr {lr:.3e}  wd {wd:.3e}  ->  {metric_name} {metric:.4f}")
 
     finished = tuple(done[i] for i in range(trials))
     _write_tables(out, done, metric_name)

@@ -59,6 +59,7 @@ from timm_recipes.train.checkpoint import (
     atomic_write_bytes,
     capture_rng_state,
     check_compatible,
+    damaged,
     open_checkpoint,
     restore_rng_state,
     save_checkpoint,
@@ -69,6 +70,7 @@ from timm_recipes.train.engine import evaluate, train_one_epoch
 from timm_recipes.train.losses import create_loss
 from timm_recipes.train.metrics import MetricsLog
 from timm_recipes.train.optim import create_optimizer
+from timm_recipes.train.progress import ensure_progress_output
 from timm_recipes.train.schedules import LRScheduler
 
 __all__ = [
@@ -188,17 +190,27 @@ def fit(
     resume: bool | str | os.PathLike[str] = False,
     output_dir: str | os.PathLike[str] | None = None,
     stop_after_epoch: int | None = None,
+    overwrite: bool = False,
+    verbose: bool | None = None,
 ) -> FitResult:
     """Train a model as ``recipe`` says, with checkpoints, resume and early stopping.
 
     Args:
         recipe: The resolved recipe.
-        resume: ``False`` starts a new run; ``True`` continues the run in the output folder from its last
-            checkpoint; a path (checkpoint folder, tag file, ``checkpoints/`` or run folder) continues from there.
+        resume: ``False`` starts a new run; ``True`` continues a run from its last checkpoint: the one in
+            ``output_dir`` when given, else the interrupted one (no ``final.json`` yet, the latest if several) among
+            ``run.output_dir`` and its ``-2``, ``-3``, … siblings; a path (checkpoint folder, tag file,
+            ``checkpoints/`` or run folder) continues from there. The schedule cannot be changed on resume (a
+            finished run is not extended: the learning rate curve was computed for its ``schedule.epochs``).
         output_dir: The run folder (default: ``recipe.run.output_dir``; when resuming from a path, that run's
-            folder). A new run never reuses a folder that holds a run: ``-2``, ``-3``, … is appended instead.
+            folder). An explicit ``output_dir`` that already holds a run is refused unless ``resume`` or
+            ``overwrite``; the default folder is never reused: ``-2``, ``-3``, … is appended instead (and said).
         stop_after_epoch: End this call after that epoch, leaving a resumable run (the schedule still spans
             ``schedule.epochs``).
+        overwrite: Replace the run that ``output_dir`` holds (its checkpoints, metrics, recipe, final and FixRes
+            results are deleted when the new run starts; other files are kept).
+        verbose: Print progress lines (logger ``timm_recipes``) to stderr. ``None`` (default): when
+            ``run.progress`` is on and the caller has not configured logging for ``timm_recipes`` or the root logger.
 
     Returns:
         A :class:`FitResult`.
@@ -212,9 +224,15 @@ def fit(
         raise TypeError(f"recipe must be a Recipe, got {type(recipe).__name__}")
     if stop_after_epoch is not None and (isinstance(stop_after_epoch, bool) or stop_after_epoch < 1):
         raise ValueError(f"stop_after_epoch must be an integer >= 1 or None, got {stop_after_epoch!r}")
+    if output_dir is not None and resume is False and not overwrite and _holds_run(Path(output_dir)):
+        raise ValueError(
+            f"output_dir {str(output_dir)!r} already holds a run: pass resume=True to continue it or overwrite=True "
+            "to replace it (CLI: --resume / --overwrite)"
+        )
+    ensure_progress_output(verbose if verbose is not None else recipe.run.progress)
     # DDP: rank, world size, this rank's device, the process group (torchrun's environment; one process without it).
     with Distributed.from_env(recipe.run.device) as dist:  # on exit: group torn down, a lost peer reported clearly
-        return _fit(recipe, dist, resume, output_dir, stop_after_epoch)
+        return _fit(recipe, dist, resume, output_dir, stop_after_epoch, overwrite)
 
 
 def _fit(
@@ -223,6 +241,7 @@ def _fit(
     resume: bool | str | os.PathLike[str],
     output_dir: str | os.PathLike[str] | None,
     stop_after_epoch: int | None,
+    overwrite: bool = False,
 ) -> FitResult:
     """The story of :func:`fit`, on each rank."""
     run, opt, sched = recipe.run, recipe.optim, recipe.schedule
@@ -286,6 +305,8 @@ def _fit(
     if checkpoint is not None:
         epoch, step = _resume(checkpoint, recipe, model, optimizer, scheduler, scaler, ema, stopper, steps_per_epoch)
     if dist.is_main:  # the first write of the run: everything above has been checked
+        if overwrite and checkpoint is None:
+            clear_run(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / "recipe.yaml")
         log.truncate(epoch)
@@ -321,7 +342,7 @@ def _fit(
         if time.perf_counter() - last_plot > _PLOT_EVERY_S:
             log.plot()
             last_plot = time.perf_counter()
-        _LOG.info(_epoch_line(record, monitor))
+        _LOG.info(_epoch_line(record, monitor, dist.world_size))
         if dist.is_main:  # 10. Checkpoint: `last` every epoch, `best` when the monitored metric improved.
             state = _training_state(optimizer, scheduler, scaler, ema, stopper, epoch, step, steps_per_epoch)
             save_checkpoint(
@@ -400,15 +421,53 @@ def _checkpoint_to_resume(
     if resume is False or resume is None:
         return None
     if resume is True:
-        folder = Path(output_dir) if output_dir is not None else _default_run_dir(recipe)
+        folder = Path(output_dir) if output_dir is not None else find_run_to_resume(_default_run_dir(recipe))
         if not (folder / "checkpoints" / "last.json").exists():
             raise FileNotFoundError(f"resume: no checkpoint to resume in {str(folder)!r} (checkpoints/last.json)")
         return open_checkpoint(folder, tag="last")
     return open_checkpoint(resume, tag="last")
 
 
-def _holds_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in ("checkpoints", "metrics.jsonl"))
+def find_run_to_resume(base: str | os.PathLike[str]) -> Path:
+    """The run a bare ``resume=True`` continues: among ``base`` and its ``-2``, ``-3``, … siblings that hold a
+    checkpoint, the interrupted one (no ``final.json``), the most recent if several; else the most recent run;
+    ``base`` when none holds a checkpoint."""
+    base = Path(base)
+    candidates = [base]
+    if base.parent.is_dir():
+        prefix = f"{base.name}-"
+        candidates += [p for p in base.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit()]
+    runs = [p for p in candidates if (p / "checkpoints" / "last.json").is_file()]
+    if not runs:
+        return base
+    interrupted = [p for p in runs if not (p / "final.json").exists()]
+    chosen = max(interrupted or runs, key=lambda p: (p / "checkpoints" / "last.json").stat().st_mtime)
+    if len(runs) > 1 or chosen != base:
+        state = "interrupted" if interrupted else "most recent (every one has finished)"
+        _LOG.info("resume: %d runs of %s; continuing the %s one, %s", len(runs), base, state, chosen)
+    return chosen
+
+
+_RUN_FILES = ("checkpoints", "metrics.jsonl", "metrics.csv", "curves.png", "final.json", "recipe.yaml", "fixres")
+
+
+def clear_run(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """Delete the files a run wrote in ``run_dir`` (``--overwrite``); anything else there is kept."""
+    import shutil
+
+    removed = []
+    for name in _RUN_FILES:
+        path = Path(run_dir) / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    if removed:
+        _LOG.info("overwrite: replaced the previous run in %s", run_dir)
+    return removed
 
 
 def _prepare_run_dir(
@@ -441,10 +500,40 @@ def _resume(
     steps_per_epoch: int,
 ) -> tuple[int, int]:
     """Restore everything from ``checkpoint``; returns ``(epochs done, optimizer steps done)``."""
+    _refuse_schedule_changes(checkpoint, recipe)
     _warn_recipe_changes(checkpoint, recipe)
     name, classes = recipe.model.name, recipe.model.num_classes
     model.load_state_dict(check_compatible(checkpoint, model, model_name=name, num_classes=classes))
-    state = checkpoint.training_state()
+    state = checkpoint.training_state(required=_STATE_SECTIONS)
+    try:
+        return _restore(checkpoint, state, optimizer, scheduler, scaler, ema, stopper, steps_per_epoch, name, classes)
+    except CheckpointError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, RuntimeError) as err:
+        raise damaged(checkpoint.path, f"its training state does not fit this run: {error_text(err)}") from None
+
+
+_STATE_SECTIONS = ("optimizer", "scheduler", "scaler", "ema", "early_stopping", "rng", "loop")
+
+
+def error_text(err: BaseException) -> str:
+    """An exception as one short line (KeyError's quotes and multi-line torch messages flattened)."""
+    text = " ".join(str(err).split())
+    return f"missing {text}" if isinstance(err, KeyError) else text or type(err).__name__
+
+
+def _restore(
+    checkpoint: Checkpoint,
+    state: dict[str, Any],
+    optimizer: torch.optim.Optimizer,
+    scheduler: LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    ema: WeightEma | None,
+    stopper: EarlyStopping,
+    steps_per_epoch: int,
+    name: str,
+    classes: int,
+) -> tuple[int, int]:
     loop = dict(state["loop"])
     if loop["steps_per_epoch"] != steps_per_epoch:
         raise CheckpointError(
@@ -475,6 +564,26 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}{k}"
         out.update(_flatten(v, key + ".") if isinstance(v, Mapping) else {key: v})
     return out
+
+
+def _refuse_schedule_changes(checkpoint: Checkpoint, recipe: Recipe) -> None:
+    """A resumed run keeps its schedule: the learning rate curve of ``schedule.*`` was fixed when the run started.
+
+    Resuming a finished run with more epochs would otherwise train the extra epochs at the schedule's final rate
+    (0 for a cosine), so it is refused with the way to do it instead.
+    """
+    try:
+        saved = _flatten(recipe_to_dict(recipe_from_dict(checkpoint.recipe())))
+    except (ValueError, TypeError):
+        return  # reported by _warn_recipe_changes
+    now = _flatten(recipe_to_dict(recipe))
+    changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in sorted(now) if k.startswith("schedule.") and saved.get(k) != now[k]]
+    if changed:
+        raise ValueError(
+            f"resume: the schedule of {checkpoint.run_dir} cannot change ({', '.join(changed)}): its learning rate "
+            "curve was computed for the original schedule, so the extra epochs would not follow it. Start a new run "
+            "instead (e.g. with a new --output), or resume with the original schedule"
+        )
 
 
 def _warn_recipe_changes(checkpoint: Checkpoint, recipe: Recipe) -> None:
@@ -565,11 +674,12 @@ def _epoch_record(
     }
 
 
-def _epoch_line(r: Mapping[str, Any], monitor: str) -> str:
+def _epoch_line(r: Mapping[str, Any], monitor: str, world_size: int = 1) -> str:
     ema = f" | EMA {r['ema_val_top1']:.2f} %" if r.get("ema_val_top1") is not None else ""
+    scope = f" (all {world_size} processes)" if world_size > 1 else ""
     return (
-        f"epoch {r['epoch']:3d} | train loss {r['train_loss']:.4f} | val top-1 {r['val_top1']:.2f} %{ema} | "
-        f"lr {r['lr']:.3g} | {r['train_images_per_s']:.0f} img/s | {r['epoch_time_s']:.1f} s | "
+        f"epoch {r['epoch']:3d} | train loss {r['train_loss']:.4f}{scope} | val top-1 {r['val_top1']:.2f} %{ema} | "
+        f"lr {r['lr']:.3g} | {r['train_images_per_s']:.0f} img/s{scope} | {r['epoch_time_s']:.1f} s | "
         f"best ({monitor}) {r['best_top1']:.2f} % @ {r['best_epoch']}"
     )
 
@@ -605,7 +715,12 @@ def _announce(
             global_batch, recipe.data.batch_size, recipe.optim.accum_steps, dist.world_size, rule,
         )  # fmt: skip
     if ema is not None:
-        _LOG.info("EMA: decay %.6f per update, every %d steps", ema.decay, ema.every_k)
+        _LOG.info(
+            "EMA: ema.decay=%g rescaled to an effective decay of %.6f per update (every %d optimizer steps; "
+            "1 - min(1, (1 - decay) x %d processes x %d images x %d steps / %d epochs), see EmaConfig)",
+            recipe.ema.decay, ema.decay, ema.every_k, dist.world_size, recipe.data.batch_size * recipe.optim.accum_steps,
+            ema.every_k, recipe.schedule.epochs,
+        )  # fmt: skip
     if checkpoint is not None:
         _LOG.info("resuming from %s (epoch %d, step %d)", checkpoint.path, checkpoint.epoch, checkpoint.step)
 
@@ -644,7 +759,25 @@ def _final_evaluation(
         loader = create_eval_loader(recipe, dataset, dist, device)
         for prefix, m in models.items():
             result = _evaluate(m, loader, device, amp_dtype, recipe.run.channels_last, dist)
-            final.update({f"{prefix}{split}_{k}": result[k] for k in ("top1", "top5", "loss")})
+            final.update({f"{prefix}{split}_{k}": result[k] for k in ("top1", "top5", "loss", "n")})
     if dist.is_main:
         atomic_write_bytes(run_dir / "final.json", (json.dumps(final, indent=1) + "\n").encode())
+        gap = ema_gap(final)
+        if gap is not None and gap >= EMA_WORSE_POINTS:
+            _LOG.warning(
+                "the EMA weights of the best checkpoint (epoch %d) are %.1f points below its raw weights on val "
+                "(%.2f %% vs %.2f %%): with %d epochs the average is dominated by early weights; `timm-recipes export` "
+                "(weights auto) exports the raw ones; consider ema.decay, ema.every_k or run.monitor=raw",
+                best.epoch, gap, final["ema_val_top1"], final["val_top1"], recipe.schedule.epochs,
+            )  # fmt: skip
     return final
+
+
+EMA_WORSE_POINTS = 2.0
+"""Val top-1 points by which EMA weights must trail the raw weights of the same checkpoint to count as clearly worse."""
+
+
+def ema_gap(final: Mapping[str, Any]) -> float | None:
+    """Raw minus EMA val top-1 of ``final.json`` (points), or ``None`` when either is missing."""
+    raw, ema = final.get("val_top1"), final.get("ema_val_top1")
+    return None if raw is None or ema is None else float(raw) - float(ema)
