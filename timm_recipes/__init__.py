@@ -11,6 +11,7 @@ and timm are imported, and registers the models just before running a sub-comman
 
 from __future__ import annotations
 
+import itertools
 import os
 import sys
 
@@ -24,7 +25,7 @@ def _started_as_command() -> bool:
     if os.path.basename(sys.argv[0] if sys.argv else "") in ("timm-recipes", "timm-recipes.exe"):
         return True
     argv = list(getattr(sys, "orig_argv", []))
-    return any(a == "-m" and b in ("timm_recipes", "timm_recipes.cli") for a, b in zip(argv, argv[1:]))
+    return any(a == "-m" and b in ("timm_recipes", "timm_recipes.cli") for a, b in itertools.pairwise(argv))
 
 
 if _started_as_command():

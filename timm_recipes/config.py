@@ -47,6 +47,7 @@ __all__ = [
     "recipe_from_dict",
     "recipe_summary",
     "recipe_to_dict",
+    "recipe_to_yaml",
     "save_recipe",
 ]
 
@@ -399,8 +400,9 @@ class RunConfig(_Section):
             self.output_dir.format(name="recipe")
         except (KeyError, IndexError, ValueError) as err:
             raise RecipeError(
-                "output_dir", f"may use only the placeholder {{name}} (write {{{{ }}}} for a brace), got "
-                f"{self.output_dir!r} ({type(err).__name__}: {err})"
+                "output_dir",
+                f"may use only the placeholder {{name}} (write {{{{ }}}} for a brace), got "
+                f"{self.output_dir!r} ({type(err).__name__}: {err})",
             ) from None
 
 
@@ -489,15 +491,21 @@ _Dumper.add_representer(
 )
 
 
+def recipe_to_yaml(recipe: Recipe) -> str:
+    """The whole resolved recipe as YAML text, as :func:`save_recipe` writes it (and ``train --print-recipe``)."""
+    text = yaml.dump(recipe_to_dict(recipe), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    return f"# timm-recipes recipe {recipe.name!r}\n{text}"
+
+
 def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Path:
     """Write ``recipe`` as YAML, atomically (temp file + rename): a reader never sees half a file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.dump(recipe_to_dict(recipe), Dumper=_Dumper, sort_keys=False, width=120, allow_unicode=True)
+    text = recipe_to_yaml(recipe)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(f"# timm-recipes recipe {recipe.name!r}\n{text}")
+            fh.write(text)
         apply_umask(tmp)  # mkstemp made it 0600
         os.replace(tmp, path)
     except BaseException:

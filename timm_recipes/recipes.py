@@ -294,13 +294,85 @@ def get_preset(name: str) -> Recipe:
 def load_recipe(path_or_name: str | os.PathLike[str]) -> Recipe:
     """A recipe from a YAML file, or a preset by name (a file of that name wins).
 
+    A file may extend a preset or another file with a top-level ``base:`` key; its own keys then override the
+    base's, section by section (``name`` defaults to the file's stem)::
+
+        base: demo            # a preset name, or a YAML file (relative to this file)
+        optim: {lr: 0.2}
+        schedule: {epochs: 10}
+
+    Without ``base:``, keys the file leaves out take the built-in defaults (:class:`~timm_recipes.config.Recipe`:
+    a ResNet-50 on an ImageNet folder for 600 epochs); a file that leaves keys out gets a warning saying so.
+
     Raises:
-        FileNotFoundError: neither a file nor a preset of that name exists.
-        RecipeError: the file is not valid YAML or not a valid recipe (the message names the key).
+        FileNotFoundError: neither a file nor a preset of that name exists (also for a ``base``).
+        RecipeError: the file is not valid YAML or not a valid recipe (the message names the key), or its ``base``
+            chain loops.
     """
+    return _load(path_or_name, ())
+
+
+def _load(path_or_name: str | os.PathLike[str], chain: tuple[str, ...]) -> Recipe:
+    import warnings
+
+    import yaml
+
+    from timm_recipes.config import RecipeError, recipe_from_dict, recipe_to_dict
+
     text, path = str(path_or_name), Path(path_or_name)
     if text in PRESETS and not path.is_file():
         return PRESETS[text]
     if not path.is_file():
         raise FileNotFoundError(f"recipe: no file {text!r} and no preset of that name (presets: {', '.join(PRESETS)})")
-    return read_recipe_file(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise RecipeError("", f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict) or "base" not in data:
+        if isinstance(data, dict):
+            missing = _missing_keys(data)
+            if missing:
+                warnings.warn(
+                    f"recipe {path} has no 'base:' key and leaves {len(missing)} keys to the built-in defaults "
+                    f"(e.g. {', '.join(missing[:3])}: a ResNet-50 on ImageNet for 600 epochs); add 'base: <preset>' "
+                    f"(e.g. base: demo) to extend a preset instead",
+                    stacklevel=3,
+                )
+        return read_recipe_file(path)
+    data = dict(data)
+    base = data.pop("base")
+    if not isinstance(base, str) or not base:
+        raise RecipeError("base", f"must name a preset or a recipe file, got {base!r} (in {path})")
+    key = str(path.resolve())
+    if key in chain:
+        raise RecipeError("base", f"the base chain loops back to {path}")
+    relative = path.parent / base
+    base_recipe = _load(relative if relative.is_file() else base, (*chain, key))
+    data.setdefault("name", path.stem)
+    merged = _merge(recipe_to_dict(base_recipe), data)
+    try:
+        return recipe_from_dict(merged)
+    except RecipeError as err:
+        raise RecipeError(err.key, f"{err.reason} (in {path}, based on {base})") from None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _missing_keys(data: dict) -> list[str]:
+    from timm_recipes.config import Recipe, recipe_to_dict
+
+    full = recipe_to_dict(Recipe())
+    missing = []
+    for section, values in full.items():
+        given = data.get(section)
+        if isinstance(values, dict):
+            given = given if isinstance(given, dict) else {}
+            missing += [f"{section}.{k}" for k in values if k not in given]
+        elif section not in data and section not in ("source",):
+            missing.append(section)
+    return missing

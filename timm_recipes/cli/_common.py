@@ -25,6 +25,7 @@ __all__ = [
     "crop_fraction",
     "error_line",
     "finite_float",
+    "load_recipe_arg",
     "nonneg_int",
     "positive_float",
     "positive_int",
@@ -98,6 +99,16 @@ def add_alias(parser: argparse.ArgumentParser, old: str, dest: str, **kwargs: An
     parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)
 
 
+def load_recipe_arg(text: str, flag: str = "--recipe") -> Any:
+    """``load_recipe(text)``, a missing file or preset being a usage error naming ``flag``."""
+    from timm_recipes.recipes import load_recipe
+
+    try:
+        return load_recipe(text)
+    except FileNotFoundError as err:
+        raise UsageError(f"{flag}: {err}") from None
+
+
 def _is_usage_error(err: BaseException) -> bool:
     from_config = type(err).__name__ == "RecipeError" and type(err).__module__ == "timm_recipes.config"
     return isinstance(err, UsageError) or from_config
@@ -119,7 +130,7 @@ def run_command(command: str, run: Callable[[], Any]) -> int:
     """
     import warnings
 
-    def show(message, category, filename, lineno, file=None, line=None) -> None:  # noqa: ANN001
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
         print(f"timm-recipes {command}: warning: {' '.join(str(message).split())}", file=sys.stderr)
 
     previous = warnings.showwarning
@@ -139,7 +150,7 @@ def _run(command: str, run: Callable[[], Any]) -> int:
             raise
         print(f"timm-recipes {command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as err:  # noqa: BLE001 - every failure a CLI user can reach ends in one line
+    except Exception as err:
         if os.environ.get(TRACEBACK_ENV, "") not in ("", "0"):
             raise
         hint = "" if _is_usage_error(err) else f" (set {TRACEBACK_ENV}=1 for the traceback)"

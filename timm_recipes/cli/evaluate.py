@@ -21,6 +21,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from timm_recipes.cli._common import add_alias, positive_int
+
 HELP = "report loss and top-1/top-5 of checkpoints on val or test, and of their logit-average ensemble"
 
 
@@ -30,8 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--weights", choices=("auto", "ema", "raw"), default="auto", help="auto: EMA when saved (default)"
     )
-    parser.add_argument("--tag", choices=("best", "last"), default="best", help="for run folders (default: best)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: the recipe's data.batch_size")
+    parser.add_argument(
+        "--checkpoint", dest="tag", choices=("best", "last"), default="best", help="for run folders (default: best)"
+    )
+    add_alias(parser, "--tag", "tag", choices=("best", "last"))
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the recipe's data.batch_size")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
 
@@ -150,8 +155,6 @@ def run(args: argparse.Namespace) -> int:
     from timm_recipes.train.progress import ensure_progress_output
 
     ensure_progress_output(True)  # progress lines on stderr while it works
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     report = evaluate_checkpoints(
         args.checkpoints,
         split=args.split,

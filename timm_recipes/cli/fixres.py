@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from timm_recipes.cli._common import add_alias, crop_fraction, load_recipe_arg, nonneg_int, positive_float, positive_int
+
 HELP = (
     "FixRes (https://arxiv.org/abs/1906.06423): pick the test size/crop on held-out training data, then fine-tune "
     "the classifier and the last BatchNorm at that size"
@@ -20,22 +22,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="override a recipe value, e.g. --set fixres.epochs=3 (repeatable)",
     )  # fmt: skip
     parser.add_argument(
-        "--sizes", type=int, nargs="+", default=None, metavar="S",
+        "--sizes", type=positive_int, nargs="+", default=None, metavar="S",
         help="candidate test sizes (default: fixres.test_sizes, else 1, 1.125, ..., 1.5 times the train size)",
     )  # fmt: skip
     parser.add_argument(
-        "--crop-pcts", type=float, nargs="+", default=None, metavar="P",
+        "--crop-pcts", type=crop_fraction, nargs="+", default=None, metavar="P",
         help="candidate crop fractions (default: fixres.test_crop_pcts)",
     )  # fmt: skip
-    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: fixres.epochs)")
-    parser.add_argument("--lr", type=float, default=None, help="fine-tuning learning rate (default: fixres.lr)")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: data.batch_size")
+    parser.add_argument("--epochs", type=nonneg_int, default=None, help="fine-tuning epochs (default: fixres.epochs)")
+    parser.add_argument(
+        "--lr", type=positive_float, default=None, help="fine-tuning learning rate (default: fixres.lr)"
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: data.batch_size")
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--ema", dest="from_ema", action="store_true", default=None, help="start from EMA weights")
     weights.add_argument("--raw", dest="from_ema", action="store_false", help="start from the raw weights")
-    parser.add_argument("--tag", choices=("best", "last"), default="best", help="which checkpoint (default: best)")
+    parser.add_argument(
+        "--checkpoint", dest="tag", choices=("best", "last"), default="best", help="which checkpoint (default: best)"
+    )
+    add_alias(parser, "--tag", "tag", choices=("best", "last"))
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1, auto (default: run.device)")
-    parser.add_argument("--out", default=None, help="output folder (default: <run>/fixres)")
+    parser.add_argument("--output", default=None, help="output folder (default: <run>/fixres)")
+    add_alias(parser, "--out", "output")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -43,12 +51,11 @@ def run(args: argparse.Namespace) -> int:
 
     ensure_progress_output(True)  # progress lines on stderr while it works
     from timm_recipes.config import apply_overrides, recipe_from_dict
-    from timm_recipes.recipes import load_recipe
     from timm_recipes.train.fixres import open_run_checkpoint, run_fixres
 
     recipe = None
     if args.recipe is not None:
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe_arg(args.recipe)
     if args.overrides:
         if recipe is None:
             recipe = recipe_from_dict(open_run_checkpoint(args.run, args.tag).recipe())
@@ -64,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         from_ema=args.from_ema,
         tag=args.tag,
         device=args.device,
-        output_dir=args.out,
+        output_dir=args.output,
     )
     print("held-out selection (top-1 %, loss):")
     for row in result.table:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from timm_recipes.cli._common import UsageError, add_alias, crop_fraction, finite_float, nonneg_int, positive_int
+
 HELP = "write a PNG of N pipeline draws on an image (--pipeline) or of a Mixup/CutMix batch with its labels (--mix)"
 
 PIPELINES = ("multiscale", "rrc", "eval")
@@ -24,33 +26,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--pipeline", choices=PIPELINES, default="multiscale", help="which builder (default: %(default)s)"
     )
     pipe.add_argument("--image", type=Path, default=None, help="image file (default: a built-in photo, china.jpg)")
-    pipe.add_argument("-n", "--num", type=int, default=8, help="number of draws (default: %(default)s)")
-    pipe.add_argument("--size", type=int, default=224, help="crop / input size in pixels (default: %(default)s)")
+    pipe.add_argument("-n", "--num", type=positive_int, default=8, help="number of draws (default: %(default)s)")
+    pipe.add_argument(
+        "--size", type=positive_int, default=224, help="crop / input size in pixels (default: %(default)s)"
+    )
     pipe.add_argument(
         "--scale-range",
-        type=int,
+        type=positive_int,
         nargs=2,
         metavar=("S_MIN", "S_MAX"),
         default=None,
         help="multiscale: short-side range (default: the builder's, 256 480)",
     )
-    pipe.add_argument("--crop-pct", type=float, default=0.875, help="eval: crop fraction (default: %(default)s)")
+    pipe.add_argument(
+        "--crop-pct", type=crop_fraction, default=0.875, help="eval: crop fraction (default: %(default)s)"
+    )
     pipe.add_argument("--cutout", action="store_true", help="training pipelines: add Cutout (p=0.5)")
 
     mix = parser.add_argument_group("Mixup/CutMix preview")
     mix.add_argument("--mix", action="store_true", help="preview a mixed batch instead of a pipeline")
     mix.add_argument("--source", choices=SOURCES, default="digits", help="batch of digits or photos (default: digits)")
-    mix.add_argument("--batch", type=int, default=8, help="batch size (default: %(default)s)")
-    mix.add_argument("--digit-size", type=int, default=64, help="digits: image side (default: %(default)s)")
-    mix.add_argument("--mixup-alpha", type=float, default=0.8, help="default: %(default)s")
-    mix.add_argument("--cutmix-alpha", type=float, default=1.0, help="default: %(default)s")
-    mix.add_argument("--switch-prob", type=float, default=0.5, help="CutMix probability (default: %(default)s)")
+    mix.add_argument("--batch", type=positive_int, default=8, help="batch size (default: %(default)s)")
+    mix.add_argument("--digit-size", type=positive_int, default=64, help="digits: image side (default: %(default)s)")
+    mix.add_argument("--mixup-alpha", type=finite_float, default=0.8, help="default: %(default)s")
+    mix.add_argument("--cutmix-alpha", type=finite_float, default=1.0, help="default: %(default)s")
+    mix.add_argument("--switch-prob", type=finite_float, default=0.5, help="CutMix probability (default: %(default)s)")
     mix.add_argument("--mode", choices=("batch", "pair", "elem"), default="elem", help="default: %(default)s")
-    mix.add_argument("--label-smoothing", type=float, default=0.0, help="default: %(default)s")
+    mix.add_argument("--label-smoothing", type=finite_float, default=0.0, help="default: %(default)s")
 
-    parser.add_argument("--seed", type=int, default=0, help="seed of the draws (default: %(default)s)")
-    parser.add_argument("--cols", type=int, default=None, help="tiles per row (default: a near-square grid)")
-    parser.add_argument("--out", type=Path, default=None, help="output PNG (default: preview.png or mix.png)")
+    parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the draws (default: %(default)s)")
+    parser.add_argument("--cols", type=positive_int, default=None, help="tiles per row (default: a near-square grid)")
+    parser.add_argument("--output", type=Path, default=None, help="output PNG (default: preview.png or mix.png)")
+    add_alias(parser, "--out", "output", type=Path)
 
 
 def _pipeline(args: argparse.Namespace):
@@ -63,7 +70,7 @@ def _pipeline(args: argparse.Namespace):
 
     if args.pipeline == "eval":
         if args.cutout:
-            raise ValueError("--cutout applies to the training pipelines (multiscale, rrc), not to eval")
+            raise UsageError("--cutout applies to the training pipelines (multiscale, rrc), not to eval")
         return eval_pipeline(input_size=args.size, crop_pct=args.crop_pct)
     cutout = CutoutConfig() if args.cutout else None
     if args.pipeline == "rrc":
@@ -103,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.mix:
         if args.image is not None:
-            raise ValueError("--image applies to pipeline previews; a --mix preview takes its batch from --source")
+            raise UsageError("--image applies to pipeline previews; a --mix preview takes its batch from --source")
         images, targets, names = _mix_batch(args)
         mixer = MixupCutmix(
             num_classes=len(names),
@@ -115,14 +122,14 @@ def run(args: argparse.Namespace) -> int:
             label_smoothing=args.label_smoothing,
             generator=torch.Generator().manual_seed(args.seed),
         )
-        grid = preview_mixing(images, targets, mixer, args.out or Path("mix.png"), names, cols=args.cols)
+        grid = preview_mixing(images, targets, mixer, args.output or Path("mix.png"), names, cols=args.cols)
     else:
         image = args.image if args.image is not None else sample_photo_paths()[0]
         if not Path(image).is_file():
             raise FileNotFoundError(f"--image {str(image)!r} does not exist")
         pipeline = _pipeline(args)
         grid = preview_pipeline(
-            image, pipeline, args.num, args.out or Path("preview.png"), cols=args.cols, seed=args.seed
+            image, pipeline, args.num, args.output or Path("preview.png"), cols=args.cols, seed=args.seed
         )
     h, w = grid.image.shape[:2]
     print(f"wrote {grid.path} ({w}x{h} pixels, {len(grid.boxes)} tiles)")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from timm_recipes.cli._common import UsageError, add_alias, finite_float, nonneg_int, positive_int
+from timm_recipes.cli._common import UsageError, add_alias, finite_float, load_recipe_arg, nonneg_int, positive_int
 
 HELP = "random search of lr and weight decay, log-uniform (the lecture's 10^U[-5, -2]); seeded and resumable"
 
@@ -43,13 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     ensure_progress_output(True)  # progress lines on stderr while it works
     from timm_recipes.config import apply_overrides
-    from timm_recipes.recipes import load_recipe
     from timm_recipes.train.search import run_search
 
     for flag, pair in (("--lr-range", args.lr_range), ("--wd-range", args.wd_range)):
         if pair is not None and not pair[0] < pair[1]:
             raise UsageError(f"{flag}: LOW must be below HIGH, got {pair[0]:g} {pair[1]:g}")
-    recipe = apply_overrides(load_recipe(args.recipe), args.overrides)
+    recipe = apply_overrides(load_recipe_arg(args.recipe, "recipe"), args.overrides)
     out = args.output or f"runs/{recipe.name}-search"
     lr_range = tuple(args.lr_range) if args.lr_range is not None else default_lr_range(recipe.optim.lr)
     print(f"search: {args.trials} trials, lr 10^U[{lr_range[0]:g}, {lr_range[1]:g}], weight decay "

@@ -8,6 +8,8 @@ Examples::
     timm-recipes train --resume runs/exp1                 # continue from runs/exp1's last checkpoint
     timm-recipes train --recipe demo --resume             # continue the run in the recipe's output folder
     timm-recipes train --recipe demo --seeds 0,1,2        # runs/demo-seed0..2, then their ensemble on the test split
+    timm-recipes train --recipe demo --set optim.lr=0.2 --print-recipe   # the full resolved YAML, no training
+    timm-recipes train --recipe demo --dry-run            # check recipe, data and output folder, no training
     torchrun --nproc_per_node=8 -m timm_recipes train --recipe resnet50_tv2 --set data.root=/data/imagenet
 
 ``--seeds`` trains one run per seed (the recipe with ``run.seed`` set, in ``<output>-seed<S>``), then evaluates each
@@ -51,7 +53,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run: from the output folder's last checkpoint, or from PATH (a run folder, checkpoints/ "
         "folder, tag file or checkpoint folder); without --recipe the checkpoint's recipe is used",
     )
-    parser.add_argument("--output", default=None, help="run folder (default: the recipe's run.output_dir)")
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="run folder (default: the recipe's run.output_dir, with -2, -3, ... appended when it holds a run); an "
+        "explicit --output that holds a run needs --resume or --overwrite",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the run that --output holds (its checkpoints and metrics)"
+    )
+    parser.add_argument(
+        "--print-recipe",
+        action="store_true",
+        help="print the resolved recipe (preset or file with --set applied) as YAML and exit without training",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the recipe, the data and the output folder, print the summary, and exit without training",
+    )
     parser.add_argument(
         "--seeds",
         default=None,
@@ -74,28 +94,75 @@ def configure_logging() -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from timm_recipes.cli._common import UsageError, load_recipe_arg
     from timm_recipes.config import apply_overrides, recipe_from_dict
-    from timm_recipes.recipes import PRESETS, load_recipe
+    from timm_recipes.recipes import PRESETS
     from timm_recipes.train.checkpoint import open_checkpoint
-    from timm_recipes.train.trainer import fit
 
     if args.list:
         for name, preset in PRESETS.items():
             print(f"{name:24s} {preset.source.split(':')[0]}")
         return 0
+    if args.overwrite and args.resume is not False:
+        raise UsageError("--overwrite replaces a run and --resume continues one: give one of them")
     if args.recipe is not None:
-        recipe = load_recipe(args.recipe)
+        recipe = load_recipe_arg(args.recipe)
     elif isinstance(args.resume, str):
         recipe = recipe_from_dict(open_checkpoint(args.resume, verify=False).recipe())
     else:
-        raise ValueError("--recipe is required (a preset name or a YAML file), unless --resume PATH is given")
+        raise UsageError("--recipe is required (a preset name or a YAML file), unless --resume PATH is given")
     recipe = apply_overrides(recipe, args.overrides)
+    if args.print_recipe:
+        from timm_recipes.config import recipe_to_yaml
+
+        print(recipe_to_yaml(recipe), end="")
+        return 0
+    if args.output is not None and args.resume is False and not args.overwrite and holds_run(Path(args.output)):
+        raise UsageError(
+            f"--output {args.output} already holds a run: add --resume to continue it or --overwrite to replace it"
+        )
+    if args.seeds is not None:
+        seeds = parse_seeds(args.seeds)
+    if _is_main_process():
+        print(format_recipe_summary(recipe, args.recipe if args.recipe is not None else str(args.resume)))
+    if args.dry_run:
+        return dry_run(recipe, output=args.output)
+    from timm_recipes.train.trainer import fit
+
     configure_logging()
     if args.seeds is not None:
-        return train_seeds(recipe, parse_seeds(args.seeds), resume=args.resume, output_dir=args.output)
-    result = fit(recipe, resume=args.resume, output_dir=args.output)
+        return train_seeds(recipe, seeds, resume=args.resume, output_dir=args.output)
+    result = fit(recipe, resume=args.resume, output_dir=args.output, overwrite=args.overwrite)
     if _is_main_process():
         print(format_result(result))
+    return 0
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a training run (checkpoints or metrics), as :func:`~timm_recipes.train.fit` sees it."""
+    return any((folder / name).exists() for name in ("checkpoints", "metrics.jsonl"))
+
+
+def format_recipe_summary(recipe: Recipe, origin: str) -> str:
+    """The resolved recipe's ingredients, one per line, for the start of ``train``."""
+    from timm_recipes.config import recipe_summary
+
+    rows = [("recipe", f"{recipe.name} (from {origin})"), *recipe_summary(recipe)]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+def dry_run(recipe: Recipe, *, output: str | None) -> int:
+    """Build the data as the run would (finding missing folders and bad sizes), report the run folder, train nothing."""
+    from timm_recipes._files import check_writable
+    from timm_recipes.train.builders import build_datasets
+
+    data = build_datasets(recipe)
+    folder = Path(output) if output is not None else Path(recipe.run.output_dir.format(name=recipe.name))
+    check_writable(folder, "--output")
+    test = f" / {len(data.test)} test" if data.test is not None else ""
+    print(f"dry run: data {data.origin}: {len(data.train)} train / {len(data.val)} val{test} images, "
+          f"{data.num_classes} classes; run folder {folder}; nothing trained")  # fmt: skip
     return 0
 
 
@@ -108,14 +175,16 @@ def parse_seeds(text: str) -> list[int]:
     """``"0,1,2"`` → ``[0, 1, 2]``: distinct non-negative integers.
 
     Raises:
-        ValueError: Anything else, naming ``--seeds``.
+        UsageError: Anything else, naming ``--seeds`` (a ``ValueError``).
     """
+    from timm_recipes.cli._common import UsageError
+
     try:
         seeds = [int(part) for part in str(text).split(",")]
     except ValueError:
-        raise ValueError(f"--seeds must be comma-separated non-negative integers, e.g. 0,1,2; got {text!r}") from None
+        raise UsageError(f"--seeds must be comma-separated non-negative integers, e.g. 0,1,2; got {text!r}") from None
     if any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
-        raise ValueError(f"--seeds must be distinct non-negative integers, got {text!r}")
+        raise UsageError(f"--seeds must be distinct non-negative integers, got {text!r}")
     return seeds
 
 

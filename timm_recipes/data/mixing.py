@@ -726,7 +726,7 @@ def _check_images(images: object) -> tuple[int, int, int, int]:
 
 
 def _sample_label(label: object, k: int) -> int:
-    """One sample's class index: an int, a NumPy integer or a 0-d integer tensor; the rules of :func:`_check_targets`."""
+    """One sample's class index (an int, a NumPy integer or a 0-d integer tensor), as :func:`_check_targets` wants."""
     if isinstance(label, Tensor):
         if label.numel() != 1 or label.ndim > 1:
             raise ValueError(f"batch[{k}] target must be one class index, got a tensor of shape {tuple(label.shape)}")

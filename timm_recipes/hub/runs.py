@@ -106,8 +106,8 @@ def export_run(
         overwrite: Replace an existing export folder.
     """
     from timm_recipes.train.builders import load_checkpoint_model
-    from timm_recipes.train.trainer import EMA_WORSE_POINTS, ema_gap
     from timm_recipes.train.fixres import set_test_resolution
+    from timm_recipes.train.trainer import EMA_WORSE_POINTS, ema_gap
 
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}")

@@ -444,7 +444,8 @@ def damaged(folder: str | os.PathLike[str], what: str) -> CheckpointError:
     offer = ""
     if others:
         listed = ", ".join(
-            f"{p} (epoch {e}{', ' + '/'.join(t) if t else ''})" for p, e, t in others[-3:]  # the latest three
+            f"{p} (epoch {e}{', ' + '/'.join(t) if t else ''})"
+            for p, e, t in others[-3:]  # the latest three
         )
         offer = f"; other checkpoints of this run: {listed} (pass one of them to --resume, evaluate or export)"
     return CheckpointError(f"checkpoint {folder} is damaged: {what}{offer}")

@@ -436,7 +436,9 @@ def find_run_to_resume(base: str | os.PathLike[str]) -> Path:
     candidates = [base]
     if base.parent.is_dir():
         prefix = f"{base.name}-"
-        candidates += [p for p in base.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit()]
+        candidates += [
+            p for p in base.parent.iterdir() if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit()
+        ]
     runs = [p for p in candidates if (p / "checkpoints" / "last.json").is_file()]
     if not runs:
         return base
@@ -446,6 +448,10 @@ def find_run_to_resume(base: str | os.PathLike[str]) -> Path:
         state = "interrupted" if interrupted else "most recent (every one has finished)"
         _LOG.info("resume: %d runs of %s; continuing the %s one, %s", len(runs), base, state, chosen)
     return chosen
+
+
+def _holds_run(folder: Path) -> bool:
+    return any((folder / name).exists() for name in ("checkpoints", "metrics.jsonl"))
 
 
 _RUN_FILES = ("checkpoints", "metrics.jsonl", "metrics.csv", "curves.png", "final.json", "recipe.yaml", "fixres")
@@ -577,7 +583,8 @@ def _refuse_schedule_changes(checkpoint: Checkpoint, recipe: Recipe) -> None:
     except (ValueError, TypeError):
         return  # reported by _warn_recipe_changes
     now = _flatten(recipe_to_dict(recipe))
-    changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in sorted(now) if k.startswith("schedule.") and saved.get(k) != now[k]]
+    keys = sorted(k for k in now if k.startswith("schedule.") and saved.get(k) != now[k])
+    changed = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in keys]
     if changed:
         raise ValueError(
             f"resume: the schedule of {checkpoint.run_dir} cannot change ({', '.join(changed)}): its learning rate "
@@ -718,8 +725,8 @@ def _announce(
         _LOG.info(
             "EMA: ema.decay=%g rescaled to an effective decay of %.6f per update (every %d optimizer steps; "
             "1 - min(1, (1 - decay) x %d processes x %d images x %d steps / %d epochs), see EmaConfig)",
-            recipe.ema.decay, ema.decay, ema.every_k, dist.world_size, recipe.data.batch_size * recipe.optim.accum_steps,
-            ema.every_k, recipe.schedule.epochs,
+            recipe.ema.decay, ema.decay, ema.every_k, dist.world_size,
+            recipe.data.batch_size * recipe.optim.accum_steps, ema.every_k, recipe.schedule.epochs,
         )  # fmt: skip
     if checkpoint is not None:
         _LOG.info("resuming from %s (epoch %d, step %d)", checkpoint.path, checkpoint.epoch, checkpoint.step)
