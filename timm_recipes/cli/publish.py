@@ -14,6 +14,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from timm_recipes.cli._common import positive_float
+
 HELP = "publish an export folder to the Hugging Face Hub in one commit (token: HF_TOKEN or `hf auth login`)"
 
 
@@ -25,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--revision", default=None, help="branch to commit to (created if missing; default: main)")
     parser.add_argument("--create-pr", action="store_true", help="open a pull request instead of committing")
     parser.add_argument("--message", default=None, help="commit message")
+    parser.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=None,
+        metavar="SECONDS",
+        help="give up when the Hub stays silent this long (default: $TIMM_RECIPES_HUB_TIMEOUT, else 30)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -38,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
         commit_message=args.message,
         create_pr=args.create_pr,
         overwrite=args.overwrite,
+        timeout=args.timeout,
     )
     where = f"pull request {result.pr_url}" if result.pr_url else f"{result.repo_id}@{result.revision}"
     print(f"published {len(result.files)} files to {where}")

@@ -41,6 +41,7 @@ from timm_recipes.hub.errors import (
     HubError,
     HubRepoNotFoundError,
 )
+from timm_recipes.network import bounded_network, network_timeout
 
 if TYPE_CHECKING:
     from torch import nn
@@ -127,7 +128,7 @@ def _hub_errors(repo_id: str, endpoint: str, token_source: str) -> Iterator[None
             raise HubAuthError(
                 f"the Hub at {endpoint} rejected the token from {token_source} (401 Unauthorized): it is invalid or "
                 "expired. Create a token with write access at https://huggingface.co/settings/tokens and pass it as "
-                "token=..., set HF_TOKEN, or run `hf auth login`."
+                "token=... (Python), set HF_TOKEN, or run `hf auth login`."
             ) from err
         if status == 403:
             raise HubAuthError(
@@ -241,7 +242,8 @@ def _check_repository(
     if weights and not overwrite and not pr:
         raise HubConflictError(
             f"{repo_id!r} (revision {revision!r}) already holds weights ({', '.join(weights)}); pass overwrite=True "
-            "to replace them, create_pr=True to propose them as a pull request, or publish to another repository."
+            "(CLI: --overwrite) to replace them, create_pr=True (--create-pr) to propose them as a pull request, or "
+            "publish to another repository."
         )
     return weights if overwrite and not pr else []
 
@@ -258,6 +260,7 @@ def publish(
     overwrite: bool = False,
     endpoint: str | None = None,
     export_kwargs: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
 ) -> PublishResult:
     """Upload an export folder (or a model, exported to a temporary folder first) to ``repo_id`` in one commit.
 
@@ -275,6 +278,8 @@ def publish(
             commit).
         endpoint: The Hub's URL; default ``HF_ENDPOINT`` (https://huggingface.co).
         export_kwargs: Keyword arguments of ``export`` when ``source`` is a model.
+        timeout: Seconds the endpoint may stay silent before publishing gives up (any answer restarts the clock);
+            default ``$TIMM_RECIPES_HUB_TIMEOUT``, else 30 (:func:`timm_recipes.network.bounded_network`).
 
     Returns:
         A :class:`PublishResult`.
@@ -286,7 +291,9 @@ def publish(
         HubConflictError: weights already there (without ``overwrite``), another architecture, a public repository
             when ``private`` was asked.
         HubError: any other answer of the Hub.
+        NetworkError: the endpoint stayed silent for ``timeout`` seconds, or cannot be reached (names it).
     """
+    network_timeout(timeout)  # a bad value is refused before anything else
     validate_repo_id(repo_id)
     if repo_id.count("/") != 1:
         raise ValueError(f"repo_id must be 'owner/name', got {repo_id!r}")
@@ -297,7 +304,7 @@ def publish(
     resolved = token if token is not None else get_token()
     if not resolved:
         raise HubAuthError(
-            "no Hugging Face token: pass token=..., set the HF_TOKEN environment variable, or run `hf auth login` "
+            "no Hugging Face token: pass token=... (Python), set the HF_TOKEN environment variable, or run `hf auth login` "
             "(a token with write access, from https://huggingface.co/settings/tokens)."
         )
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
@@ -305,7 +312,8 @@ def publish(
 
     api = HfApi(endpoint=endpoint, token=resolved, library_name="timm-recipes", library_version=__version__)
     target = _Target(api, repo_id, revision, private, create_pr, overwrite, commit_message)
-    with _hub_errors(repo_id, endpoint, _token_source(token is not None)):
+    waiting = bounded_network(f"publishing to {repo_id!r}", timeout=timeout, endpoint=endpoint)
+    with waiting, _hub_errors(repo_id, endpoint, _token_source(token is not None)):
         api.whoami()  # a clear 401 before anything is exported or created
         if config is not None:
             return _publish_folder(Path(source), config, target)

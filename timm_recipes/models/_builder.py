@@ -7,6 +7,7 @@ Models are built by timm's own ``build_model_with_cfg`` (pretrained loading, ``f
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch.nn as nn
@@ -14,6 +15,7 @@ from huggingface_hub.errors import EntryNotFoundError
 from timm.models import build_model_with_cfg
 
 from timm_recipes.layers import StochasticDepth, check_rate, check_stochastic_depth_mode, survival_probs
+from timm_recipes.network import bounded_network
 
 __all__ = ["HUB_ORG", "PretrainedWeightsError", "attach_stochastic_depth", "build_recipe_model", "check_model_args"]
 
@@ -80,12 +82,20 @@ def build_recipe_model(model_cls: type[nn.Module], variant: str, pretrained: boo
     tried and how to load the weights from somewhere else.
     """
     check_model_args(**kwargs)
-    try:
-        return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
-    except (OSError, EntryNotFoundError) as err:
-        if not pretrained:
-            raise
-        raise PretrainedWeightsError(_pretrained_error_message(variant, kwargs, err)) from err
+    waiting = bounded_network(f"{variant}: downloading the pretrained weights") if pretrained else nullcontext()
+    with waiting:  # a silent or closed endpoint: a NetworkError naming it, within $TIMM_RECIPES_HUB_TIMEOUT seconds
+        try:
+            return build_model_with_cfg(model_cls, variant, pretrained, **kwargs)
+        except (OSError, EntryNotFoundError) as err:
+            if not pretrained or _is_network_failure(err):
+                raise
+            raise PretrainedWeightsError(_pretrained_error_message(variant, kwargs, err)) from err
+
+
+def _is_network_failure(err: BaseException) -> bool:
+    from timm_recipes.network import _network_cause
+
+    return _network_cause(err) is not None
 
 
 def _pretrained_error_message(variant: str, kwargs: dict[str, Any], err: BaseException) -> str:

@@ -257,7 +257,7 @@ def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
             what = f"holds a search with base recipe differing in {', '.join(keys)}"
         else:
             what = f"holds a search with {key} = {recorded.get(key)!r}, not {value!r}"
-        raise ValueError(f"{key}: {out_dir} {what}; use another out_dir, or the same settings to resume it")
+        raise ValueError(f"{key}: {out_dir} {what}; use another out_dir (CLI: --output), or the same settings to resume it")
 
 
 def run_search(
@@ -304,7 +304,7 @@ def run_search(
         raise ValueError(f"epochs: expected an integer >= 1 or None, got {epochs!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"out_dir: {out} exists and is not a folder")
+        raise ValueError(f"out_dir (CLI: --output): {out} exists and is not a folder")
     trial_fn = trial_fn or _fit_metric
     say = progress or (lambda _line: None)
 
@@ -325,7 +325,7 @@ def run_search(
             if not (
                 math.isclose(done[i].lr, lr, rel_tol=1e-12) and math.isclose(done[i].weight_decay, wd, rel_tol=1e-12)
             ):
-                raise ValueError(f"out_dir: trial {i} in {out / 'trials.jsonl'} was not sampled by this search")
+                raise ValueError(f"out_dir (CLI: --output): trial {i} in {out / 'trials.jsonl'} was not sampled by this search")
             continue
         recipe = trial_recipe(base, i, lr, wd, out, epochs)
         say(f"trial {i} ({i + 1} of {trials}): lr {lr:.3e}  wd {wd:.3e}  training ...")
