@@ -531,5 +531,5 @@ def test_cli_publish(hub, exported, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert repo_id in out and "/commit/" in out and hub.state.token not in out
     assert hub.state.repos[repo_id].private
-    assert cli_main(["publish", str(exported), "--repo", repo_id]) == 2  # refused: weights exist
+    assert cli_main(["publish", str(exported), "--repo", repo_id]) == 1  # refused at run time: weights exist
     assert "already holds weights" in capsys.readouterr().err

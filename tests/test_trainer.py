@@ -228,11 +228,16 @@ def cli_run(data_root, tmp_path_factory) -> tuple[int, str, Path, Path]:
     recipe_file = save_recipe(_recipe(data_root, **{"run.seed": 3}), base / "tiny.yaml")
     out = base / "run"
     out.mkdir()
-    (out / "metrics.jsonl").write_text("")  # the folder holds a run: a new run must go next to it
+    (out / "metrics.jsonl").write_text("")  # the folder holds a run: an explicit --output there is refused
+    args = ["train", "--recipe", str(recipe_file), "--set", "schedule.epochs=2", "--set", "schedule.warmup_epochs=0"]
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        assert main([*args, "--output", str(out)]) == 2
+    assert "already holds a run: add --resume to continue it or --overwrite" in errors.getvalue()
+    assert len(errors.getvalue().strip().splitlines()) == 1
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        code = main(["train", "--recipe", str(recipe_file), "--set", "schedule.epochs=2", "--set",
-                     "schedule.warmup_epochs=0", "--output", str(out)])  # fmt: skip
+        code = main([*args, "--output", str(base / "run-2")])
     return code, printed.getvalue(), base / "run-2", out
 
 
@@ -240,6 +245,7 @@ def test_cli_train_in_process(cli_run, capsys) -> None:
     code, printed, run, taken = cli_run
     assert code == 0
     assert f"run folder: {run}" in printed and "test top-1 (EMA)" in printed
+    assert "optimizer" in printed and "recipe_resnet18" in printed  # the resolved recipe's summary, first
     assert open_checkpoint(run).epoch == 2 and (taken / "metrics.jsonl").read_text() == ""
     # Resuming a finished run (recipe from the checkpoint) trains nothing more and keeps the checkpoint.
     last = open_checkpoint(run).path

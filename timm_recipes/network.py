@@ -193,11 +193,12 @@ def bounded_network(what: str, *, timeout: float | None = None, endpoint: str | 
         where = watch.endpoint or endpoint or "the Hub endpoint"
         refused = _probe(watch.host) if isinstance(cause, _GiveUp) else None
         if refused:
-            reason = f"cannot reach {where} ({refused})"
+            reason = f"cannot reach the Hub at {where} ({refused})"
         elif isinstance(cause, _GiveUp) or "Timeout" in type(cause).__name__:
-            reason = f"no answer from {where} within {limit:g} s ({cause})"
+            reason = f"no answer from the Hub at {where} within {limit:g} s ({cause})"
         else:
-            reason = f"cannot reach {where} ({type(cause).__name__}: {' '.join(str(cause).split()) or 'no details'})"
+            detail = " ".join(str(cause).split()) or "no details"
+            reason = f"cannot reach the Hub at {where} ({type(cause).__name__}: {detail})"
         raise NetworkError(
             f"{what}: {reason}; check the network, the proxy and HF_ENDPOINT, or set {TIMEOUT_ENV} (seconds) to "
             "wait longer"

@@ -254,7 +254,7 @@ def _demo() -> Recipe:
             cutout_p=0.5,  # the lecture's Cutout probability
             cutout_size=0.25,
             test_size=32,
-            test_crop_pct=0.9,  # resize to 36 (the mean training scale), center crop 32
+            test_crop_pct=0.9,  # resize to floor(32 / 0.9) = 35 (timm's rule), center crop 32
             interpolation="bilinear",
         ),
         mix=MixConfig(mixup_alpha=0.2, cutmix_alpha=1.0, prob=0.5, switch_prob=0.5),

@@ -29,6 +29,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from timm_recipes.cli._common import UsageError
+
 if TYPE_CHECKING:
     from torch import nn
 
@@ -112,7 +114,7 @@ def push_target(push: str | None) -> tuple[str, str] | None:
     owner, _, family = push.partition("/")
     family = family or "recipe_resnet18"
     if not owner or "/" in family:
-        raise ValueError(f"--push must be OWNER or OWNER/FAMILY, got {push!r}")
+        raise UsageError(f"--push must be OWNER or OWNER/FAMILY, got {push!r}")
     validate_repo_id(f"{owner}/{family}.ema_digits32")  # the shape of the repository ids to come
     token = get_token()
     if not token:

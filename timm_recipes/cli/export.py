@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from timm_recipes.cli._common import add_alias
+from timm_recipes.cli._common import UsageError, add_alias
 
 HELP = "export a run's raw, EMA or FixRes weights as a timm Hub folder (safetensors, config.json, recipe, card)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", type=Path, help="run folder, checkpoints/ folder, tag file or checkpoint folder")
-    parser.add_argument("--output", type=Path, required=True, help="export folder to create")
+    parser.add_argument("--output", type=Path, default=None, help="export folder to create (required)")
     add_alias(parser, "--out", "output", type=Path)
     weights = parser.add_mutually_exclusive_group()
     weights.add_argument("--ema", dest="weights", action="store_const", const="ema", help="the EMA weights")
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     from timm_recipes.hub.runs import export_run
     from timm_recipes.train.checkpoint import describe_checkpoint
 
+    if args.output is None:
+        raise UsageError("the following argument is required: --output (the export folder to create)")
     folder = export_run(
         args.source,
         args.output,

@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         image = args.image if args.image is not None else sample_photo_paths()[0]
         if not Path(image).is_file():
-            raise FileNotFoundError(f"--image {str(image)!r} does not exist")
+            raise UsageError(f"--image {str(image)!r} does not exist")
         pipeline = _pipeline(args)
         grid = preview_pipeline(
             image, pipeline, args.num, args.output or Path("preview.png"), cols=args.cols, seed=args.seed

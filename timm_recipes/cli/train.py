@@ -204,10 +204,12 @@ def train_seeds(
     from timm_recipes.train.distributed import Distributed
     from timm_recipes.train.trainer import fit
 
+    from timm_recipes.cli._common import UsageError
+
     if not seeds:
-        raise ValueError("--seeds: give at least one seed")
+        raise UsageError("--seeds: give at least one seed")
     if isinstance(resume, str):
-        raise ValueError("--seeds continues its runs with --resume alone (each <output>-seed<S> folder), not a PATH")
+        raise UsageError("--seeds continues its runs with --resume alone (each <output>-seed<S> folder), not a PATH")
     base = Path(output_dir) if output_dir is not None else Path(recipe.run.output_dir.format(name=recipe.name))
     results = []
     with Distributed.from_env(recipe.run.device) as dist:  # one process group for all the seeds

@@ -41,7 +41,7 @@ from timm_recipes.hub.errors import (
     HubError,
     HubRepoNotFoundError,
 )
-from timm_recipes.network import bounded_network, network_timeout
+from timm_recipes.network import NetworkError, bounded_network, network_timeout
 
 if TYPE_CHECKING:
     from torch import nn
@@ -116,6 +116,8 @@ def _hub_errors(repo_id: str, endpoint: str, token_source: str) -> Iterator[None
         yield
     except HubError:
         raise
+    except NetworkError as err:  # bounded_network's: names the endpoint and the cause already
+        raise HubConnectionError(str(err)) from err
     except OfflineModeIsEnabled as err:
         raise HubConnectionError("HF_HUB_OFFLINE is set: publishing needs the network. Unset it and retry.") from err
     except RepositoryNotFoundError as err:
@@ -291,7 +293,7 @@ def publish(
         HubConflictError: weights already there (without ``overwrite``), another architecture, a public repository
             when ``private`` was asked.
         HubError: any other answer of the Hub.
-        NetworkError: the endpoint stayed silent for ``timeout`` seconds, or cannot be reached (names it).
+        HubConnectionError: also when the endpoint stays silent for ``timeout`` seconds (naming it).
     """
     network_timeout(timeout)  # a bad value is refused before anything else
     validate_repo_id(repo_id)
@@ -304,7 +306,8 @@ def publish(
     resolved = token if token is not None else get_token()
     if not resolved:
         raise HubAuthError(
-            "no Hugging Face token: pass token=... (Python), set the HF_TOKEN environment variable, or run `hf auth login` "
+            "no Hugging Face token: pass token=... (Python), set the HF_TOKEN environment variable, or run "
+            "`hf auth login` "
             "(a token with write access, from https://huggingface.co/settings/tokens)."
         )
     endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
@@ -313,7 +316,7 @@ def publish(
     api = HfApi(endpoint=endpoint, token=resolved, library_name="timm-recipes", library_version=__version__)
     target = _Target(api, repo_id, revision, private, create_pr, overwrite, commit_message)
     waiting = bounded_network(f"publishing to {repo_id!r}", timeout=timeout, endpoint=endpoint)
-    with waiting, _hub_errors(repo_id, endpoint, _token_source(token is not None)):
+    with _hub_errors(repo_id, endpoint, _token_source(token is not None)), waiting:
         api.whoami()  # a clear 401 before anything is exported or created
         if config is not None:
             return _publish_folder(Path(source), config, target)

@@ -257,7 +257,9 @@ def _check_settings(out_dir: Path, settings: dict[str, Any]) -> None:
             what = f"holds a search with base recipe differing in {', '.join(keys)}"
         else:
             what = f"holds a search with {key} = {recorded.get(key)!r}, not {value!r}"
-        raise ValueError(f"{key}: {out_dir} {what}; use another out_dir (CLI: --output), or the same settings to resume it")
+        raise ValueError(
+            f"{key}: {out_dir} {what}; use another out_dir (CLI: --output), or the same settings to resume it"
+        )
 
 
 def run_search(
@@ -325,7 +327,9 @@ def run_search(
             if not (
                 math.isclose(done[i].lr, lr, rel_tol=1e-12) and math.isclose(done[i].weight_decay, wd, rel_tol=1e-12)
             ):
-                raise ValueError(f"out_dir (CLI: --output): trial {i} in {out / 'trials.jsonl'} was not sampled by this search")
+                raise ValueError(
+                    f"out_dir (CLI: --output): trial {i} in {out / 'trials.jsonl'} was not sampled by this search"
+                )
             continue
         recipe = trial_recipe(base, i, lr, wd, out, epochs)
         say(f"trial {i} ({i + 1} of {trials}): lr {lr:.3e}  wd {wd:.3e}  training ...")
