@@ -35,7 +35,6 @@ from timm_recipes.train.checkpoint import (
     atomic_write_bytes,
     describe_checkpoint,
     open_checkpoint,
-    resolve_checkpoint,
     save_checkpoint,
 )
 from timm_recipes.train.metrics import read_metrics
@@ -99,7 +98,7 @@ def _rewrite_state(folder: Path, tree: dict) -> None:
 
 # ------------------------------------------------------------------------------------------------ checkpoints
 def test_tag_pointing_outside_its_checkpoints_folder_is_refused(tiny_run, tmp_path) -> None:
-    run, model, recipe = tiny_run
+    _run, model, recipe = tiny_run
     other = tmp_path / "other"
     victim = _save(other / "checkpoints", model, recipe, 5)  # a complete checkpoint of another run
     for pointer in (f"../../{other.name}/checkpoints/{victim.name}", str(victim), "..", "ckpt-../x"):
@@ -159,7 +158,7 @@ def test_a_kill_between_the_two_tag_writes_keeps_best_consistent(tmp_path, monke
     # A run killed by an older version (last written first): the manifests say which one is the best.
     best_doc = json.loads((ckpts / "best.json").read_text())
     (ckpts / "last.json").write_text(json.dumps(best_doc))
-    first = [p for p in ckpts.glob("ckpt-e0001-*")][0]
+    first = next(iter(ckpts.glob("ckpt-e0001-*")))
     (ckpts / "best.json").write_text(json.dumps({"checkpoint": first.name, "epoch": 1}))
     assert open_checkpoint(ckpts, tag="best").epoch == 2
     assert "epoch 2, chosen as best" in describe_checkpoint(ckpts, "best")
@@ -170,7 +169,7 @@ def test_output_folder_rules(tiny_run, tmp_path) -> None:
     from timm_recipes.train.trainer import _refuse_schedule_changes, clear_run, find_run_to_resume, fit
 
     run, _, recipe = tiny_run
-    with pytest.raises(ValueError, match="already holds a run: pass resume=True .* overwrite=True"):
+    with pytest.raises(ValueError, match=r"already holds a run: pass resume=True .* overwrite=True"):
         fit(recipe, output_dir=run)
     # a bare resume continues the interrupted run, not the finished one
     base = tmp_path / "runs" / "demo"
@@ -372,7 +371,7 @@ def test_image_folders_never_hang_and_never_label_an_image_twice(tmp_path) -> No
     assert [(Path(p).relative_to(tmp_path).as_posix(), t) for p, t in data.samples] == [("a/a.jpg", 0), ("b/b.jpg", 1)]
     assert sorted(Path(p).name for p in data.skipped_links) == ["dangling.jpg", "up"]
     (tmp_path / "c").symlink_to("b")  # a class folder that is another class
-    with pytest.raises(ValueError, match="'b' and 'c' .* same folder"):
+    with pytest.raises(ValueError, match=r"'b' and 'c' .* same folder"):
         ImageFolderDataset(tmp_path)
 
 
@@ -422,7 +421,7 @@ def test_auto_export_avoids_clearly_worse_ema_weights_and_fixres_checks_its_outp
     assert "85.40 ± 4.56" in (folder / "README.md").read_text()  # the error bar of 60 images
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    with pytest.raises(NotADirectoryError, match="fixres output folder .* is a file"):
+    with pytest.raises(NotADirectoryError, match=r"fixres output folder .* is a file"):
         run_fixres(run, output_dir=blocker / "fixres")
 
 
@@ -442,5 +441,5 @@ def test_no_warnings_leak_from_the_cli_as_tracebacks(tmp_path, monkeypatch) -> N
     (tmp_path / "bare.yaml").write_text("optim: {lr: 0.2}\n")
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        code, out, err = _cli(["train", "--recipe", str(tmp_path / "bare.yaml"), "--print-recipe"])
+        code, _out, err = _cli(["train", "--recipe", str(tmp_path / "bare.yaml"), "--print-recipe"])
     assert code == 0 and "timm-recipes train: warning: recipe" in err and "UserWarning" not in err

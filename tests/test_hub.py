@@ -533,3 +533,90 @@ def test_cli_publish(hub, exported, monkeypatch, capsys):
     assert hub.state.repos[repo_id].private
     assert cli_main(["publish", str(exported), "--repo", repo_id]) == 1  # refused at run time: weights exist
     assert "already holds weights" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------------ hardening
+@pytest.fixture
+def silent_endpoint():
+    """A loopback server that accepts connections and never answers."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(32)
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_silent_endpoint_ends_publish_and_pretrained_within_the_timeout(exported, silent_endpoint, monkeypatch):
+    from timm_recipes.network import NetworkError
+
+    start = time.monotonic()
+    with pytest.raises(HubConnectionError, match=f"no answer from the Hub at {silent_endpoint} within 1.5 s"):
+        publish(exported, f"{ORG}/x.ema", token="hf_x", endpoint=silent_endpoint, timeout=1.5)
+    assert time.monotonic() - start < 8
+    template = silent_endpoint + "/{repo_id}/resolve/{revision}/{filename}"  # where timm's hf_hub_download goes
+    monkeypatch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", template)
+    monkeypatch.setattr(constants, "ENDPOINT", silent_endpoint)
+    monkeypatch.setenv("TIMM_RECIPES_HUB_TIMEOUT", "1.5")
+    start = time.monotonic()
+    overlay = dict(hf_hub_id=f"{ORG}/never-answers", num_classes=NUM_CLASSES)
+    expected = f"downloading the pretrained weights: no answer from the Hub at {silent_endpoint}"
+    with pytest.raises(NetworkError, match=expected):
+        timm.create_model("recipe_resnet18", pretrained=True, num_classes=NUM_CLASSES, pretrained_cfg_overlay=overlay)
+    assert time.monotonic() - start < 8
+    monkeypatch.setenv("TIMM_RECIPES_HUB_TIMEOUT", "soon")
+    with pytest.raises(ValueError, match="TIMM_RECIPES_HUB_TIMEOUT must be a number of seconds > 0"):
+        publish(exported, f"{ORG}/x.ema", token="hf_x", endpoint=silent_endpoint)
+
+
+def test_export_overwrite_replaces_only_a_previous_export(tmp_path, model, recipe, exported, monkeypatch):
+    run = tmp_path / "run"
+    (run / "checkpoints" / "ckpt-e0001-abc").mkdir(parents=True)
+    (run / "metrics.jsonl").write_text("{}\n")
+    with pytest.raises(ValueError, match=r"refuses to replace .*run.*not a previous export, it holds \['checkpoints'"):
+        export(model, run, recipe=recipe, overwrite=True)
+    assert (run / "metrics.jsonl").exists() and (run / "checkpoints" / "ckpt-e0001-abc").is_dir()
+    work = tmp_path / "work"
+    shutil.copytree(exported, work)  # even a folder that IS an export, when it is the current directory
+    monkeypatch.chdir(work)
+    for target in (".", ".."):
+        with pytest.raises(ValueError, match="it is the current directory or one of its parents"):
+            export(model, target, recipe=recipe, overwrite=True)
+    assert sorted(p.name for p in work.iterdir()) == sorted(EXPORT_FILES)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="it contains .*, the source"):
+        export(model, work, recipe=recipe, overwrite=True, protect=[work / "model.safetensors"])
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="no config.json written by timm-recipes"):
+        export(model, tmp_path / "other", recipe=recipe, overwrite=True)
+    export(model, work, recipe=recipe, overwrite=True)  # a previous export elsewhere: replaced
+
+
+def test_publish_fills_the_repo_into_a_card_exported_without_it(hub, tmp_path, model, recipe):
+    folder = export(model, tmp_path / "e", recipe=recipe, variant="ema", tag="ema_card")
+    text = (folder / "README.md").read_text()
+    assert "hf-hub:<org>/recipe_resnet18.ema_card" in text
+    assert re.search(r"\| 32 × 32 \| 0\.9 \| 35 \|", text)  # timm's resize: floor(32 / 0.9)
+    repo_id = f"{ORG}/recipe_resnet18.ema_card"
+    publish(folder, repo_id, token=hub.state.token)
+    card = Path(hf_hub_download(repo_id, "README.md")).read_text()
+    assert f"hf-hub:{repo_id}" in card and "<org>" not in card

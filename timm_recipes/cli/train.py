@@ -199,12 +199,11 @@ def train_seeds(
     Raises:
         ValueError: ``seeds`` empty, or ``resume`` given as a path (use ``--resume`` alone to continue seed runs).
     """
+    from timm_recipes.cli._common import UsageError
     from timm_recipes.cli.evaluate import evaluate_checkpoints, format_report
     from timm_recipes.config import apply_overrides
     from timm_recipes.train.distributed import Distributed
     from timm_recipes.train.trainer import fit
-
-    from timm_recipes.cli._common import UsageError
 
     if not seeds:
         raise UsageError("--seeds: give at least one seed")
