@@ -602,11 +602,11 @@ def test_export_overwrite_replaces_only_a_previous_export(tmp_path, model, recip
             export(model, target, recipe=recipe, overwrite=True)
     assert sorted(p.name for p in work.iterdir()) == sorted(EXPORT_FILES)
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ValueError, match="it contains .*, the source"):
+    with pytest.raises(ValueError, match=r"it contains .*, the source"):
         export(model, work, recipe=recipe, overwrite=True, protect=[work / "model.safetensors"])
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "config.json").write_text("{}")
-    with pytest.raises(ValueError, match="no config.json written by timm-recipes"):
+    with pytest.raises(ValueError, match=r"no config\.json written by timm-recipes"):
         export(model, tmp_path / "other", recipe=recipe, overwrite=True)
     export(model, work, recipe=recipe, overwrite=True)  # a previous export elsewhere: replaced
 
