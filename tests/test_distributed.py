@@ -9,6 +9,8 @@ The two-process run is started by hand with the environment torchrun gives its w
 as epoch 1 is checkpointed, rank 0 must stop with a clear error, and the run is then resumed with ``torchrun``. The
 resumed run must equal the one-process reference below (so the resume is exact too).
 
+What is equal, exactly (and why augmentation is off): the per-image augmentation and the Mixup/CutMix draws are
+seeded by ``(seed, epoch, rank)``, so with random augmentation the two runs see the same images augmented differently.
 The reference for a two-process run is one process with batch 8 and ``optim.accum_steps=2``: the sharded sampler gives
 rank r the r-th block of 8 images of each global batch of 16, which are the images of micro-batch r of the accumulated
 step, with the same BatchNorm batches and the same stochastic-depth draws (one per optimizer step). The gradients are
@@ -159,7 +161,7 @@ def test_killed_rank_stops_the_other_with_a_clear_error(ddp_run) -> None:
     assert ddp_run.killed_after_epoch == 1  # the last checkpoint is intact and the run was really interrupted
 
 
-def test_resumed_two_process_run_equals_one_process_with_accumulation(ddp_run, data_root, tmp_path) -> None:
+def test_two_processes_equal_one_with_accumulation_without_random_augmentation(ddp_run, data_root, tmp_path) -> None:
     run = ddp_run.run
     single = fit(_recipe(data_root, **{"optim.accum_steps": 2}), output_dir=tmp_path / "single")
     ddp_history = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]

@@ -41,7 +41,7 @@ from timm.models import is_model
 from timm.models._hub import save_for_hf
 from torch import nn
 
-from timm_recipes._files import apply_umask
+from timm_recipes._files import apply_umask, check_writable
 from timm_recipes.hub.card import VARIANTS, Measurement, build_model_card, coerce_recipe
 from timm_recipes.hub.errors import ExportError
 
@@ -340,6 +340,7 @@ def export(
                 "replace a previous export"
             )
         check_replaceable_export(folder, protect=protect)
+    check_writable(folder, "export folder")
     recipe = coerce_recipe(recipe)
     measurements = [Measurement.coerce(m) for m in (metrics or ())]
     if recipe is not None and dataset is None:

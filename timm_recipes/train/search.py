@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from timm_recipes._files import apply_umask
+from timm_recipes._files import apply_umask, check_writable
 from timm_recipes.config import Recipe, apply_overrides, recipe_to_dict, save_recipe
 
 __all__ = ["SearchResult", "Trial", "run_search", "sample_trial", "trial_recipe"]
@@ -307,6 +307,7 @@ def run_search(
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"out_dir (CLI: --output): {out} exists and is not a folder")
+    check_writable(out, "search output folder")
     trial_fn = trial_fn or _fit_metric
     say = progress or (lambda _line: None)
 

@@ -13,8 +13,9 @@ therefore continues exactly as the uninterrupted run would, bit for bit on the C
 
 Several processes (``torchrun --nproc_per_node=N -m timm_recipes train ...``): see
 :mod:`timm_recipes.train.distributed` for the rules (global batch and learning rate, data shards, exact evaluation,
-rank-0-only writing, timeouts). ``W`` processes with ``data.batch_size = b`` train exactly as one process with
-``b`` and ``optim.accum_steps = W`` (the same images in each optimizer step).
+rank-0-only writing, timeouts). ``W`` processes with ``data.batch_size = b`` see the same images in each optimizer
+step as one process with ``b`` and ``optim.accum_steps = W``; their weights agree to the last bit only without random
+augmentation (the per-image augmentation and Mixup/CutMix draws are seeded by ``(seed, epoch, rank)``).
 
 Run folder (``run.output_dir``, ``{name}`` = the recipe's name)::
 
@@ -39,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from timm_recipes._files import check_writable
 from timm_recipes.config import Recipe, recipe_from_dict, recipe_to_dict, save_recipe
 from timm_recipes.train.builders import (
     DataSplits,
@@ -248,8 +250,10 @@ def _fit(
     device = dist.device
     amp_dtype, scaler = _mixed_precision(run.amp, device)
     checkpoint = _checkpoint_to_resume(resume, recipe, output_dir)
-    run_dir = dist.broadcast_object(_prepare_run_dir(recipe, output_dir, checkpoint, dist))  # rank 0's choice
+    run_dir = dist.broadcast_object(_prepare_run_dir(recipe, output_dir, checkpoint, dist, overwrite))  # rank 0's
     dist.run_dir = run_dir
+    if dist.is_main:
+        check_writable(run_dir, "run folder")  # before the data and the model are built, not at the first write
     _seed_everything(run.seed, deterministic=run.deterministic, device=device)  # the same initial weights everywhere
 
     # 1. Data: datasets with their pipelines, then loaders whose randomness depends on (seed, epoch) only.
@@ -477,7 +481,11 @@ def clear_run(run_dir: str | os.PathLike[str]) -> list[Path]:
 
 
 def _prepare_run_dir(
-    recipe: Recipe, output_dir: str | os.PathLike[str] | None, checkpoint: Checkpoint | None, dist: Distributed
+    recipe: Recipe,
+    output_dir: str | os.PathLike[str] | None,
+    checkpoint: Checkpoint | None,
+    dist: Distributed,
+    overwrite: bool = False,
 ) -> Path:
     """The run folder: the resumed run's, or a fresh one (never one that already holds a run). Nothing is written."""
     if checkpoint is not None:
@@ -485,7 +493,7 @@ def _prepare_run_dir(
     else:
         run_dir = Path(output_dir) if output_dir is not None else _default_run_dir(recipe)
         base, n = run_dir, 1
-        while _holds_run(run_dir):
+        while _holds_run(run_dir) and not overwrite:  # overwrite: the run in the folder itself is replaced
             n += 1
             run_dir = base.with_name(f"{base.name}-{n}")
         if run_dir != base:
