@@ -229,6 +229,7 @@ BAD_FLAGS = [
     ["export", "run"],
     ["export", "run", "--output", "x", "--ema", "--raw"],
     ["publish", "folder", "--repo", "a/b", "--timeout", "0"],
+    ["publish", "folder", "--repo", "no-slash"],
     ["preview", "--size", "0"],
     ["preview", "-n", "-3"],
     ["search", "demo", "--trials", "0"],

@@ -29,6 +29,7 @@ __all__ = [
     "nonneg_int",
     "positive_float",
     "positive_int",
+    "repo_id",
     "run_command",
 ]
 
@@ -92,6 +93,17 @@ def crop_fraction(text: str) -> float:
     if not (math.isfinite(value) and 0 < value <= 1):
         raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text!r}")
     return value
+
+
+def repo_id(text: str) -> str:
+    """A Hub repository id, ``owner/name`` (letters, digits, ``-``, ``_``, ``.``; the Hub checks the rest)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*", text) or ".." in text or text.endswith("."):
+        raise argparse.ArgumentTypeError(
+            f"must be a repository id owner/name, e.g. my-org/recipe_resnet18.ema, got {text!r}"
+        )
+    return text
 
 
 def add_alias(parser: argparse.ArgumentParser, old: str, dest: str, **kwargs: Any) -> None:

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from timm_recipes.cli._common import add_alias, positive_int
+
+_LOG = logging.getLogger("timm_recipes.evaluate")
 
 HELP = "report loss and top-1/top-5 of checkpoints on val or test, and of their logit-average ensemble"
 
@@ -114,7 +117,9 @@ def evaluate_checkpoints(
     datasets = [build_eval_dataset(recipe, split) for recipe in recipes]
     check_ensemble_members(paths, [ckpt for _, _, ckpt in loaded], datasets)
     results, all_logits, targets = [], [], None
-    for path, (model, _, ckpt), recipe, dataset in zip(paths, loaded, recipes, datasets):
+    for i, (path, (model, _, ckpt), recipe, dataset) in enumerate(zip(paths, loaded, recipes, datasets)):
+        _LOG.info("evaluate %d/%d: %s (epoch %d) on %d %s images", i + 1, len(paths), ckpt.path, ckpt.epoch,
+                  len(dataset), split)  # fmt: skip
         logits, tgt = collect_logits(model, create_eval_loader(recipe, dataset, device=dev), device=dev)
         if targets is not None and not torch.equal(tgt, targets):
             raise ValueError(f"cannot ensemble {path} with {paths[0]}: the labels of the {split} images differ")

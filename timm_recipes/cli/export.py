@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from timm_recipes.cli._common import UsageError, add_alias
+from timm_recipes.cli._common import UsageError, add_alias, repo_id
 
 HELP = "export a run's raw, EMA or FixRes weights as a timm Hub folder (safetensors, config.json, recipe, card)"
 
@@ -33,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--variant-tag", dest="tag", default=None, help="variant tag (default e.g. ema_digits32, fixres40_digits)"
     )
     add_alias(parser, "--tag", "tag")
-    parser.add_argument("--repo", default=None, help="org/name it will be published to (for the card's usage)")
+    parser.add_argument(
+        "--repo", type=repo_id, default=None, help="org/name it will be published to (for the card's usage)"
+    )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a previous export in --output (never any other folder)"
     )

@@ -14,14 +14,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from timm_recipes.cli._common import positive_float
+from timm_recipes.cli._common import positive_float, repo_id
 
 HELP = "publish an export folder to the Hugging Face Hub in one commit (token: HF_TOKEN or `hf auth login`)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("folder", type=Path, help="export folder (written by `timm-recipes export`)")
-    parser.add_argument("--repo", required=True, help="repository id, org/recipe_<arch>.<tag>")
+    parser.add_argument("--repo", type=repo_id, required=True, help="repository id, org/recipe_<arch>.<tag>")
     parser.add_argument("--private", action="store_true", help="create the repository private")
     parser.add_argument("--overwrite", action="store_true", help="replace weights the repository already holds")
     parser.add_argument("--revision", default=None, help="branch to commit to (created if missing; default: main)")
