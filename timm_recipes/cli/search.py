@@ -12,7 +12,7 @@ import math
 
 from timm_recipes.cli._common import UsageError, add_alias, finite_float, load_recipe_arg, nonneg_int, positive_int
 
-HELP = "random search of lr and weight decay, log-uniform (the lecture's 10^U[-5, -2]); seeded and resumable"
+HELP = "random search of lr and weight decay, log-uniform 10^U[a, b] (the lecture's rule); seeded and resumable"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -6,7 +6,7 @@ Examples::
     timm-recipes train --recipe resnet50_tv2 --set data.root=/data/imagenet --set data.batch_size=64
     timm-recipes train --recipe my_recipe.yaml --output runs/exp1
     timm-recipes train --resume runs/exp1                 # continue from runs/exp1's last checkpoint
-    timm-recipes train --recipe demo --resume             # continue the run in the recipe's output folder
+    timm-recipes train --recipe demo --resume             # continue the interrupted run (runs/demo, -2, ...)
     timm-recipes train --recipe demo --seeds 0,1,2        # runs/demo-seed0..2, then their ensemble on the test split
     timm-recipes train --recipe demo --set optim.lr=0.2 --print-recipe   # the full resolved YAML, no training
     timm-recipes train --recipe demo --dry-run            # check recipe, data and output folder, no training
