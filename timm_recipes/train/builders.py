@@ -39,8 +39,10 @@ __all__ = [
     "create_train_loader",
     "eval_pipeline_for",
     "load_checkpoint_model",
+    "resolve_init",
     "resolve_monitor",
     "train_pipeline",
+    "with_init_preprocessing",
 ]
 
 
@@ -60,7 +62,7 @@ class DataSplits:
 def train_pipeline(recipe: Recipe) -> Any:
     from timm_recipes.data.pipelines import CutoutConfig, multiscale_crop_pipeline, random_resized_crop_pipeline
 
-    aug = recipe.aug
+    aug = with_init_preprocessing(recipe).aug
     cutout = CutoutConfig(p=aug.cutout_p, num_holes=aug.cutout_holes, size=aug.cutout_size) if aug.cutout_p else None
     common = {
         "hflip": aug.hflip,
@@ -77,7 +79,7 @@ def train_pipeline(recipe: Recipe) -> Any:
 def eval_pipeline_for(recipe: Recipe) -> Any:
     from timm_recipes.data.pipelines import eval_pipeline
 
-    aug = recipe.aug
+    aug = with_init_preprocessing(recipe).aug
     return eval_pipeline(
         input_size=aug.test_size,
         crop_pct=aug.test_crop_pct,
@@ -217,8 +219,29 @@ def create_eval_loader(
 
 
 # ================================================================================================ model
-def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None) -> nn.Module:
-    """``timm.create_model`` with the recipe's model section (``None`` values keep the model's defaults)."""
+def resolve_init(recipe: Recipe) -> Any:
+    """The :class:`~timm_recipes.train.weights.WeightsSource` of ``model.init`` (``None``: random weights)."""
+    from timm_recipes.train.weights import resolve_weights
+
+    m = recipe.model
+    return None if m.init is None else resolve_weights(m.init, m.name, which=m.init_weights)
+
+
+def with_init_preprocessing(recipe: Recipe, source: Any = None) -> Recipe:
+    """``recipe`` with unset ``aug.mean`` / ``std`` / ``interpolation`` filled from ``model.init``'s weights."""
+    from timm_recipes.train.weights import with_source_preprocessing
+
+    if all(getattr(recipe.aug, k) is not None for k in ("mean", "std", "interpolation")):
+        return recipe
+    return with_source_preprocessing(recipe, source if source is not None else resolve_init(recipe))
+
+
+def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None, source: Any = None) -> nn.Module:
+    """``timm.create_model`` with the recipe's model section (``None`` values keep the model's defaults).
+
+    With ``source`` (:func:`resolve_init`), its weights are loaded: everything but a classifier of another class
+    count must fit exactly (:func:`~timm_recipes.train.weights.load_source_into`).
+    """
     import timm_recipes  # noqa: F401  (registers the recipe_* models)
 
     m = recipe.model
@@ -228,7 +251,12 @@ def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None) -> nn
             kwargs[key] = getattr(m, key)
     if not timm.is_model(m.name):
         raise ValueError(f"model.name: unknown timm model {m.name!r}")
-    return timm.create_model(m.name, **kwargs)
+    model = timm.create_model(m.name, **kwargs)
+    if source is not None:
+        from timm_recipes.train.weights import load_source_into
+
+        load_source_into(model, source)
+    return model
 
 
 # ================================================================================================ schedule, EMA
