@@ -201,7 +201,7 @@ class ModelConfig(_Section):
     """The network: any timm model name (``recipe_*`` registered by this package) and its regularisation."""
 
     name: str = "recipe_resnet50"
-    num_classes: int = _f(1000, ge=1)
+    num_classes: int | None = _f(1000, ge=1)  # None: the data's class count (the train/ folder's sub-folders)
     drop_rate: float | None = _f(None, ge=0.0, lt=1.0)  # None: the model's default
     drop_path_rate: float | None = _f(None, ge=0.0, lt=1.0)
     stochastic_depth_mode: Literal["batch", "row"] | None = None
@@ -448,6 +448,8 @@ class Recipe(_Section):
                 "optim.freeze_backbone_epochs",
                 f"must be < schedule.epochs = {self.schedule.epochs}, got {self.optim.freeze_backbone_epochs}",
             )
+        if self.data.dataset == "digits" and self.model.num_classes is None:
+            object.__setattr__(self, "model", dataclasses.replace(self.model, num_classes=10))
         if self.data.dataset == "digits" and self.model.num_classes != 10:
             raise RecipeError("model.num_classes", f"the digits data set has 10 classes, got {self.model.num_classes}")
         if self.aug.train_pipeline == "multiscale" and self.aug.scale_range[0] < self.aug.train_size:
@@ -645,7 +647,7 @@ def recipe_summary(recipe: Recipe) -> list[tuple[str, str]]:
     depth = _optional(m.drop_path_rate) + (f" ({m.stochastic_depth_mode})" if m.stochastic_depth_mode else "")
     batch = str(recipe.data.batch_size) + (f" x {o.accum_steps} accumulated" if o.accum_steps > 1 else "")
     rows = [
-        ("model", f"{m.name} ({m.num_classes} classes)"),
+        ("model", f"{m.name} ({m.num_classes if m.num_classes is not None else 'as many as the data'} classes)"),
         ("data", recipe.data.dataset + (f" ({recipe.data.root})" if recipe.data.root else "")),
         ("epochs", str(s.epochs)),
         ("batch size per process", batch),

@@ -42,6 +42,7 @@ __all__ = [
     "resolve_init",
     "resolve_monitor",
     "train_pipeline",
+    "with_data_classes",
     "with_init_preprocessing",
 ]
 
@@ -135,6 +136,24 @@ def build_datasets(recipe: Recipe) -> DataSplits:
             f"model.num_classes={recipe.model.num_classes} but the data ({origin}) has {len(classes)} classes"
         )
     return DataSplits(splits[0], splits[1], test, len(classes), classes, origin)
+
+
+def with_data_classes(recipe: Recipe) -> Recipe:
+    """``recipe`` with ``model.num_classes = None`` replaced by the class count of ``data.root/train``."""
+    import dataclasses
+
+    if recipe.model.num_classes is not None:
+        return recipe
+    train = Path(recipe.data.root or "") / "train"
+    if recipe.data.root is None or not train.is_dir():
+        raise ValueError(
+            f"model.num_classes is null (take it from the data) but data.root={recipe.data.root!r} has no train/ "
+            f"folder; set data.root to a folder with train/<class>/ sub-folders, or set model.num_classes"
+        )
+    count = sum(1 for e in os.scandir(train) if e.is_dir() and not e.name.startswith("."))
+    if count < 1:
+        raise FileNotFoundError(f"data.root {recipe.data.root!r}: train/ holds no class folders")
+    return recipe.replace(model=dataclasses.replace(recipe.model, num_classes=count))
 
 
 def build_eval_dataset(recipe: Recipe, split: str) -> Dataset:

@@ -54,6 +54,7 @@ from timm_recipes.train.builders import (
     load_checkpoint_model,
     resolve_init,
     resolve_monitor,
+    with_data_classes,
     with_init_preprocessing,
 )
 from timm_recipes.train.checkpoint import (
@@ -235,6 +236,7 @@ def _fit(
     checkpoint = _checkpoint_to_resume(resume, recipe, output_dir)
     # model.init: the starting weights, read and checked before anything is written; unset preprocessing comes from
     # their pretrained_cfg (a resumed run keeps what its first part resolved).
+    recipe = with_data_classes(recipe)  # model.num_classes: null -> the class folders of data.root/train
     source = resolve_init(recipe) if checkpoint is None else None
     recipe = with_init_preprocessing(recipe, source) if checkpoint is None else _saved_preprocessing(recipe, checkpoint)
     run_dir = dist.broadcast_object(_prepare_run_dir(recipe, output_dir, checkpoint, dist))  # rank 0's choice
