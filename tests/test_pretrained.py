@@ -1,0 +1,139 @@
+"""``pretrained=True`` on the recipe models loads timm's own ImageNet-1k weights from ``timm/<arch>.<tag>``.
+
+The suite's Hub server stands in for the Hub: the test uploads, with the real ``huggingface_hub`` client, a repository
+named and laid out like timm's (``config.json`` + ``model.safetensors``), then lets timm fetch it through
+``HF_ENDPOINT``. ResNet-18 keeps it fast: its default tag is ``a1_in1k``, the repository ``timm/resnet18.a1_in1k``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import timm
+import torch
+from huggingface_hub import HfApi
+from timm.models import get_pretrained_cfg
+
+import timm_recipes
+from timm_recipes.models import RECIPE_MODELS, TIMM_HUB_ORG, PretrainedWeightsError
+from timm_recipes.train.weights import resolve_weights
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+ARCH, TAG = "resnet18", "a1_in1k"
+REPO = f"{TIMM_HUB_ORG}/{ARCH}.{TAG}"
+
+
+@pytest.fixture(scope="module")
+def timm_weights() -> dict[str, torch.Tensor]:
+    """What timm's ``resnet18.a1_in1k`` repository would hold: a ``resnet18`` state_dict (random, moved BN stats)."""
+    torch.manual_seed(7)
+    model = timm.create_model(ARCH)
+    model.train()
+    with torch.no_grad():
+        model(torch.randn(4, 3, 32, 32))
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def timm_repo(hub_server, timm_weights, tmp_path_factory) -> str:
+    """``timm/resnet18.a1_in1k`` on the test Hub, in timm's layout (as ``timm.models.push_to_hf_hub`` writes it)."""
+    state = hub_server.state
+    state.reset()
+    folder = tmp_path_factory.mktemp("timm-repo")
+    safetensors.torch.save_file(timm_weights, str(folder / "model.safetensors"))
+    cfg = get_pretrained_cfg(f"{ARCH}.{TAG}").to_dict()
+    config = {"architecture": ARCH, "num_classes": 1000, "num_features": 512, "pretrained_cfg": cfg}
+    (folder / "config.json").write_text(json.dumps(config))
+    orgs = state.orgs
+    state.orgs = (*orgs, TIMM_HUB_ORG)  # the test may write to the `timm` namespace of its own Hub
+    try:
+        api = HfApi(token=state.token)
+        api.create_repo(REPO)
+        api.upload_folder(repo_id=REPO, folder_path=str(folder))
+    finally:
+        state.orgs = orgs
+    return REPO
+
+
+def test_every_registered_tag_is_a_repository_timm_lists() -> None:
+    names = timm.list_pretrained("recipe_*")
+    assert names
+    for name in names:
+        arch, tag = name.split(".", 1)
+        twin = arch.removeprefix("recipe_")
+        cfg = get_pretrained_cfg(name)
+        assert f"{twin}.{tag}" in timm.list_pretrained(f"{twin}.*")
+        assert cfg.hf_hub_id == get_pretrained_cfg(f"{twin}.{tag}").hf_hub_id == f"timm/{twin}.{tag}"
+    architectures = {n.split(".")[0] for n in names}
+    assert architectures == set(RECIPE_MODELS) - {"recipe_efficientnet_b6", "recipe_efficientnet_b7"}
+
+
+def test_pretrained_true_fetches_timms_repository_bit_for_bit(timm_repo, timm_weights, hub_server) -> None:
+    model = timm.create_model("recipe_resnet18", pretrained=True)
+    assert type(model).__name__ == "RecipeResNet"
+    state = model.state_dict()
+    assert state.keys() == timm_weights.keys()
+    assert all(torch.equal(state[k], v) for k, v in timm_weights.items())
+    paths = [r.path for r in hub_server.state.requests]
+    assert any(p.endswith(f"/{REPO}/resolve/main/model.safetensors") for p in paths)
+    assert not any(p.endswith((".bin", ".pth")) for p in paths)  # safetensors only
+    # the model's pretrained_cfg is timm's own for that tag
+    theirs = get_pretrained_cfg(f"{ARCH}.{TAG}").to_dict()
+    ours = dict(model.pretrained_cfg)
+    assert ours.pop("architecture") == "recipe_resnet18" and ours.pop("hf_hub_filename") == "model.safetensors"
+    assert ours == {k: v for k, v in theirs.items() if k not in ("architecture", "url")}
+
+
+def test_other_class_count_reinitialises_only_the_classifier(timm_repo, timm_weights) -> None:
+    torch.manual_seed(0)
+    model = timm.create_model("recipe_resnet18", pretrained=True, num_classes=10)
+    state = model.state_dict()
+    assert state["fc.weight"].shape == (10, 512) and state["fc.bias"].shape == (10,)
+    assert all(torch.equal(state[k], v) for k, v in timm_weights.items() if not k.startswith("fc."))
+
+
+def test_the_resolver_reads_the_same_repository_for_pretrained_and_the_tag(timm_repo, timm_weights) -> None:
+    for init in ("pretrained", TAG, f"recipe_resnet18.{TAG}", f"{ARCH}.{TAG}", f"hf-hub:{REPO}"):
+        source = resolve_weights(init, "recipe_resnet18")
+        assert source.location == REPO and source.base_model == REPO, init
+        assert all(torch.equal(source.state_dict[k], v) for k, v in timm_weights.items())
+        assert source.pretrained_cfg["interpolation"] == "bicubic"  # timm's cfg of resnet18.a1_in1k
+    assert "ResNet strikes back" in resolve_weights(TAG, "recipe_resnet18").recipe
+    with pytest.raises(ValueError, match="no pretrained weights 'recipe_resnet18.nope_in1k'"):
+        resolve_weights("nope_in1k", "recipe_resnet18")
+
+
+OFFLINE = """
+import hashlib, timm, timm_recipes
+model = timm.create_model("recipe_resnet18", pretrained=True)
+digest = hashlib.sha256(b"".join(v.numpy().tobytes() for v in model.state_dict().values())).hexdigest()
+print(digest)
+"""
+
+
+def test_offline_mode_loads_from_the_cache(timm_repo, timm_weights) -> None:
+    timm.create_model("recipe_resnet18", pretrained=True)  # fills the cache (HF_HOME of the suite)
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_ENDPOINT="http://127.0.0.1:9")  # nothing to reach, none needed
+    env["PYTHONPATH"] = os.pathsep.join([str(Path(timm_recipes.__file__).parents[1]), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-c", OFFLINE], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import hashlib
+
+    expected = hashlib.sha256(b"".join(v.numpy().tobytes() for v in timm_weights.values())).hexdigest()
+    assert out.stdout.strip().splitlines()[-1] == expected
+
+
+def test_models_without_weights_and_other_sources_keep_working(timm_weights, tmp_path) -> None:
+    with pytest.raises(PretrainedWeightsError, match="recipe_efficientnet_b7: no pretrained weights exist"):
+        timm.create_model("recipe_efficientnet_b7", pretrained=True)
+    file = tmp_path / "model.safetensors"
+    safetensors.torch.save_file(timm_weights, str(file))
+    model = timm.create_model("recipe_resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
+    assert torch.equal(model.conv1.weight, timm_weights["conv1.weight"])
