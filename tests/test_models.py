@@ -202,7 +202,7 @@ def test_stochastic_depth_follows_the_lecture_rule_in_depth_order(pair) -> None:
 
 
 def test_dropout_and_pretrained_cfg_defaults(pair) -> None:
-    name, model, reference = pair
+    name, model, _ = pair
     cfg = model.pretrained_cfg
     assert cfg["architecture"] == name
     if name in ("recipe_efficientnet_b6", "recipe_efficientnet_b7"):  # no weights: the recipe's preprocessing

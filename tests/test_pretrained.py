@@ -106,7 +106,7 @@ def test_the_resolver_reads_the_same_repository_for_pretrained_and_the_tag(timm_
         assert all(torch.equal(source.state_dict[k], v) for k, v in timm_weights.items())
         assert source.pretrained_cfg["interpolation"] == "bicubic"  # timm's cfg of resnet18.a1_in1k
     assert "ResNet strikes back" in resolve_weights(TAG, "recipe_resnet18").recipe
-    with pytest.raises(ValueError, match="no pretrained weights 'recipe_resnet18.nope_in1k'"):
+    with pytest.raises(ValueError, match=r"no pretrained weights 'recipe_resnet18\.nope_in1k'"):
         resolve_weights("nope_in1k", "recipe_resnet18")
 
 
