@@ -137,3 +137,64 @@ def test_models_without_weights_and_other_sources_keep_working(timm_weights, tmp
     safetensors.torch.save_file(timm_weights, str(file))
     model = timm.create_model("recipe_resnet18", pretrained=True, pretrained_cfg_overlay=dict(file=str(file)))
     assert torch.equal(model.conv1.weight, timm_weights["conv1.weight"])
+
+
+# ------------------------------------------------------------------------------------------------ the CLI, end to end
+def test_finetune_preset_train_fixres_export_publish_and_model_commands(
+    timm_repo, timm_weights, hub_server, tmp_path, monkeypatch, capsys
+) -> None:
+    """``train --recipe finetune_resnet50 --set data.root=PATH`` (shrunk to ResNet-18 at 16 px), then ``fixres``,
+    ``export``, ``publish`` from that run; ``evaluate`` / ``fixres`` of a model on an image folder."""
+    import shutil
+
+    import yaml
+    from huggingface_hub import hf_hub_download
+
+    from timm_recipes.cli import main as cli_main
+    from timm_recipes.data.datasets import DigitsDataset
+
+    data = DigitsDataset.export_folder(tmp_path / "digits", size=16, per_class=6)
+    for split in ("train", "val", "test"):
+        for c in "0123456":
+            shutil.rmtree(data / split / c)  # three classes: 7, 8, 9
+    shrink = [
+        f"data.root={data}", "model.name=recipe_resnet18", "aug.train_size=16", "aug.test_size=16",
+        "schedule.epochs=2", "schedule.milestones_epochs=[1]", "data.batch_size=6", "data.num_workers=0",
+        "optim.freeze_backbone_epochs=1", f"run.output_dir={tmp_path / 'runs' / '{name}'}", "run.progress=false",
+    ]  # fmt: skip
+    args = ["train", "--recipe", "finetune_resnet50", *(a for s in shrink for a in ("--set", s))]
+    assert cli_main(args) == 0, capsys.readouterr().err
+    run = tmp_path / "runs" / "finetune_resnet50"
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert saved["model"]["init"] == "pretrained" and saved["model"]["num_classes"] == 3
+    # the data's preprocessing came from timm's cfg of resnet18.a1_in1k (the recipe leaves it unset)
+    assert saved["aug"]["interpolation"] == "bicubic" and saved["aug"]["mean"] == [0.485, 0.456, 0.406]
+    assert cli_main(["fixres", str(run), "--sizes", "16", "20", "--epochs", "1", "--batch-size", "6"]) == 0
+    out = tmp_path / "export"
+    assert cli_main(["export", str(run), "--raw", "--out", str(out), "--repo", "recipe-org/ft.raw_digits"]) == 0
+    card = (out / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---")[1])
+    assert meta["base_model"] == REPO  # the Hub's link to the model it was fine-tuned from
+    assert "## Fine-tuned from" in card and "ResNet strikes back, procedure A1" in card
+    assert "80.846" not in card and "71.504" not in card  # no number of the source model
+    monkeypatch.setenv("HF_TOKEN", hub_server.state.token)
+    assert cli_main(["publish", str(out), "--repo", "recipe-org/ft.raw_digits"]) == 0
+    assert (
+        yaml.safe_load(Path(hf_hub_download("recipe-org/ft.raw_digits", "README.md")).read_text().split("---")[1])[
+            "base_model"
+        ]
+        == REPO
+    )
+    capsys.readouterr()
+    # a model instead of a run: evaluate at its train and test size, FixRes on the image folder
+    ten = DigitsDataset.export_folder(tmp_path / "ten", size=16, per_class=2, splits=("train", "val"))
+    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(data)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[1].split()[1:4] == ["16", "0.875", "train"] and lines[2].split()[3] == "test"
+    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(ten)]) == 2  # 3 classes vs 10: refused
+    assert "3 classes" in capsys.readouterr().err
+    fix_out = tmp_path / "fixres-model"
+    args = ["fixres", str(out), "--data", str(data), "--sizes", "16", "--epochs", "1", "--out", str(fix_out)]
+    assert cli_main(args) == 0
+    assert (fix_out / "model.safetensors").is_file() and (fix_out / "fixres.json").is_file()
+    assert cli_main(["fixres", str(out)]) == 2 and "--data" in capsys.readouterr().err

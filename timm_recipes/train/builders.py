@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from timm_recipes.config import Recipe, recipe_from_dict
-from timm_recipes.train.checkpoint import Checkpoint, check_compatible, open_checkpoint
+from timm_recipes.train.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from timm_recipes.train.distributed import Distributed
 from timm_recipes.train.ema import WeightEma, adjust_ema_decay
 from timm_recipes.train.schedules import LRScheduler, create_scheduler
@@ -335,16 +335,17 @@ def load_checkpoint_model(
     """
     if which not in ("auto", "ema", "raw"):
         raise ValueError(f"which must be 'auto', 'ema' or 'raw', got {which!r}")
+    from timm_recipes.train.weights import checkpoint_source, load_source_into
+
     checkpoint = open_checkpoint(path, tag=tag)
     recipe = recipe_from_dict(checkpoint.recipe())
     model = create_recipe_model(recipe, num_classes=checkpoint.num_classes)
     use_ema = which == "ema" or (which == "auto" and checkpoint.has_ema)
-    weights = check_compatible(
-        checkpoint,
-        model,
-        model_name=recipe.model.name,
-        num_classes=checkpoint.num_classes,
-        which="ema" if use_ema else "model",
-    )
-    model.load_state_dict(weights)
+    source = checkpoint_source(checkpoint, "ema" if use_ema else "raw")
+    try:  # the one loader (every key, exactly); a classifier that does not fit is an error here, not a new head
+        fresh = load_source_into(model, source, what=f"checkpoint {checkpoint.path}")
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    if fresh:
+        raise CheckpointError(f"checkpoint {checkpoint.path}: its classifier does not fit {recipe.model.name}: {fresh}")
     return model.to(device).eval(), recipe, checkpoint

@@ -33,9 +33,13 @@ from torch import nn
 __all__ = [
     "TAG_RECIPES",
     "WeightsSource",
+    "checkpoint_source",
     "create_model_from_source",
     "describe_init",
+    "is_model_reference",
+    "load_model_reference",
     "load_source_into",
+    "recipe_for_model",
     "resolve_weights",
     "source_preprocessing",
     "with_source_preprocessing",
@@ -202,13 +206,28 @@ def _from_tag(init: str, name: str, what: str) -> WeightsSource:
 
 
 def _from_checkpoint(init: str, path: Path, which: str, what: str) -> WeightsSource:
-    from timm_recipes.config import recipe_from_dict
     from timm_recipes.train.fixres import open_run_checkpoint
 
-    ckpt = open_run_checkpoint(path, "best")
+    return checkpoint_source(open_run_checkpoint(path, "best"), which, init=init, what=what)
+
+
+def checkpoint_source(
+    ckpt: Any, which: str = "auto", *, init: str | None = None, what: str = "model.init"
+) -> WeightsSource:
+    """The weights of an open :class:`~timm_recipes.train.checkpoint.Checkpoint`: EMA (``"ema"``, or ``"auto"``
+    when saved) or raw (``"raw"``), with the preprocessing of the recipe saved beside them.
+
+    Raises:
+        CheckpointError: ``which="ema"`` for a checkpoint without EMA weights, or an unreadable weights file.
+    """
+    from timm_recipes.config import recipe_from_dict
+    from timm_recipes.train.checkpoint import CheckpointError
+
+    if which not in ("auto", "ema", "raw"):
+        raise ValueError(f"{what}: weights must be 'auto', 'ema' or 'raw', got {which!r}")
     use_ema = which == "ema" or (which == "auto" and ckpt.has_ema)
     if which == "ema" and not ckpt.has_ema:
-        raise ValueError(f"{what}: checkpoint {ckpt.path} has no EMA weights; set model.init_weights='raw'")
+        raise CheckpointError(f"{what}: checkpoint {ckpt.path} has no EMA weights (trained with ema.enabled=false)")
     recipe = recipe_from_dict(ckpt.recipe())
     a = recipe.aug
     pcfg = {
@@ -223,7 +242,7 @@ def _from_checkpoint(init: str, path: Path, which: str, what: str) -> WeightsSou
     }
     upstream = describe_init(recipe) if recipe.model.init is not None else {}
     return WeightsSource(
-        init=init,
+        init=init if init is not None else str(ckpt.path),
         kind="checkpoint",
         location=str(ckpt.path),
         state_dict=ckpt.weights("ema" if use_ema else "model"),
@@ -413,19 +432,34 @@ def with_source_preprocessing(recipe: Any, source: WeightsSource | None) -> Any:
     return recipe if not unset else recipe.replace(aug=dataclasses.replace(recipe.aug, **unset))
 
 
-def describe_init(recipe: Any) -> dict[str, Any]:
+def describe_init(recipe: Any, _depth: int = 0) -> dict[str, Any]:
     """What a run was fine-tuned from, without loading weights: ``{"init", "base_model", "recipe"}`` (or ``{}``).
 
     ``base_model`` is the Hub repository of a tag or ``hf-hub:`` source (``timm/resnet50.tv2_in1k``), as a model
-    card's metadata names the model a fine-tune comes from.
+    card's metadata names the model a fine-tune comes from; for a run of this project it is that run's own
+    ``base_model``, when it has one.
     """
-    init = recipe.model.init
+    init = getattr(getattr(recipe, "model", None), "init", None)
     if init is None:
         return {}
     out: dict[str, Any] = {"init": init, "base_model": None, "recipe": None}
     name = recipe.model.name
     if init.startswith("hf-hub:"):
         out["base_model"] = init.removeprefix("hf-hub:").partition("@")[0]
+    elif _looks_like_path(init) and Path(init).exists() and _depth < 4:  # a run: what that run started from
+        try:
+            from timm_recipes.config import recipe_from_dict
+            from timm_recipes.train.fixres import open_run_checkpoint
+
+            upstream = recipe_from_dict(open_run_checkpoint(init, "best").recipe())
+        except (OSError, ValueError):  # an export folder or file: nothing more is known
+            upstream = None
+        if upstream is not None:
+            found = describe_init(upstream, _depth + 1)
+            out["base_model"] = found.get("base_model")
+            out["recipe"] = f"this project's recipe {upstream.name!r}" + (
+                f", itself fine-tuned from {found['base_model']}" if found.get("base_model") else ""
+            )
     elif not init.startswith("local-dir:") and not _looks_like_path(init):
         from timm.models import get_pretrained_cfg
 
@@ -439,3 +473,53 @@ def describe_init(recipe: Any) -> dict[str, Any]:
         if cfg is not None and cfg.hf_hub_id:
             out["base_model"], out["recipe"] = cfg.hf_hub_id, _tag_recipe(cfg.tag or "")
     return out
+
+
+# ------------------------------------------------------------------------------------------------ models as sources
+def is_model_reference(text: str | os.PathLike[str]) -> bool:
+    """Whether ``text`` names a model rather than a run: ``hf-hub:``, ``local-dir:``, an export folder, a timm name."""
+    text = str(text)
+    if text.startswith(("hf-hub:", "local-dir:")):
+        return True
+    path = Path(text)
+    if path.exists():
+        return path.is_dir() and (path / _SAFETENSORS).is_file() and not (path / "manifest.json").is_file()
+    import timm_recipes  # noqa: F401  (registers the recipe_* names)
+
+    return not _looks_like_path(text) and timm.is_model(text.split(".", 1)[0])
+
+
+def load_model_reference(text: str, *, what: str = "MODEL", device: str | torch.device = "cpu") -> nn.Module:
+    """The model ``text`` names (``resnet50.tv2_in1k``, ``recipe_resnet50``, ``hf-hub:…``, ``local-dir:…``, an export
+    folder), with its weights and preprocessing, in eval mode."""
+    import timm_recipes  # noqa: F401
+
+    source = resolve_weights(text, None, what=what)
+    return create_model_from_source(source).to(device).eval()
+
+
+def recipe_for_model(model: nn.Module, data_root: str | os.PathLike[str], *, name: str = "model") -> Any:
+    """A recipe that evaluates / FixRes-tunes ``model`` on the image folder ``data_root`` (``train/``, ``val/``
+    [, ``test/``]) with the model's own preprocessing: train size and crop from ``input_size`` / ``crop_pct``, test
+    size and crop from ``test_input_size`` / ``test_crop_pct`` (the train ones when the weights have none)."""
+    from timm_recipes.config import AugConfig, DataConfig, EmaConfig, ModelConfig, Recipe
+
+    cfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    if not cfg.get("input_size"):
+        raise ValueError(f"{name}: the model has no pretrained_cfg['input_size']; cannot tell its preprocessing")
+    train = int(cfg["input_size"][-1])
+    test = int((cfg.get("test_input_size") or cfg["input_size"])[-1])
+    prep = source_preprocessing(WeightsSource(name, "model", name, {}, None, None, pretrained_cfg=cfg))
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip(".-") or "model"
+    return Recipe(
+        name=safe,
+        model=ModelConfig(name=str(cfg.get("architecture") or "unknown"), num_classes=int(model.num_classes)),
+        data=DataConfig(dataset="folder", root=str(data_root), num_workers=4),
+        aug=AugConfig(
+            train_size=train,
+            test_size=test,
+            test_crop_pct=float(cfg.get("test_crop_pct") or cfg.get("crop_pct") or 0.875),
+            **prep,
+        ),
+        ema=EmaConfig(enabled=False),
+    )
