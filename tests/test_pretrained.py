@@ -170,6 +170,7 @@ def test_finetune_preset_train_fixres_export_publish_and_model_commands(
     # the data's preprocessing came from timm's cfg of resnet18.a1_in1k (the recipe leaves it unset)
     assert saved["aug"]["interpolation"] == "bicubic" and saved["aug"]["mean"] == [0.485, 0.456, 0.406]
     assert cli_main(["fixres", str(run), "--sizes", "16", "20", "--epochs", "1", "--batch-size", "6"]) == 0
+    assert json.loads((run / "fixres" / "fixres.json").read_text())["weights"] == "model"  # no EMA in this preset
     out = tmp_path / "export"
     assert cli_main(["export", str(run), "--raw", "--out", str(out), "--repo", "recipe-org/ft.raw_digits"]) == 0
     card = (out / "README.md").read_text()
@@ -188,13 +189,14 @@ def test_finetune_preset_train_fixres_export_publish_and_model_commands(
     capsys.readouterr()
     # a model instead of a run: evaluate at its train and test size, FixRes on the image folder
     ten = DigitsDataset.export_folder(tmp_path / "ten", size=16, per_class=2, splits=("train", "val"))
-    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(data)]) == 0
+    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(data), "--workers", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[1].split()[1:4] == ["16", "0.875", "train"] and lines[2].split()[3] == "test"
-    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(ten)]) == 2  # 3 classes vs 10: refused
+    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(ten), "--workers", "0"]) == 2  # 3 vs 10 classes
     assert "3 classes" in capsys.readouterr().err
     fix_out = tmp_path / "fixres-model"
     args = ["fixres", str(out), "--data", str(data), "--sizes", "16", "--epochs", "1", "--out", str(fix_out)]
+    args += ["--set", "data.num_workers=0"]
     assert cli_main(args) == 0
     assert (fix_out / "model.safetensors").is_file() and (fix_out / "fixres.json").is_file()
     assert cli_main(["fixres", str(out)]) == 2 and "--data" in capsys.readouterr().err
