@@ -200,3 +200,22 @@ def test_finetune_preset_train_fixres_export_publish_and_model_commands(
     assert cli_main(args) == 0
     assert (fix_out / "model.safetensors").is_file() and (fix_out / "fixres.json").is_file()
     assert cli_main(["fixres", str(out)]) == 2 and "--data" in capsys.readouterr().err
+
+
+def test_eval_pipeline_from_a_pretrained_model_uses_the_weights_test_size_and_crop() -> None:
+    import numpy as np
+    from sklearn.datasets import load_sample_images
+
+    from timm_recipes.data.pipelines import eval_pipeline
+
+    model = timm.create_model("recipe_resnet50")  # default tag tv2_in1k: train 176, test 224 with crop 0.965
+    cfg = get_pretrained_cfg("resnet50.tv2_in1k")
+    assert model.pretrained_cfg["test_input_size"] == cfg.test_input_size == (3, 224, 224)
+    image = np.ascontiguousarray(load_sample_images().images[0])
+    ours = eval_pipeline.from_model(model)(image=image)["image"]
+    reference = eval_pipeline(
+        input_size=224, crop_pct=cfg.test_crop_pct, interpolation=cfg.interpolation, mean=cfg.mean, std=cfg.std
+    )(image=image)["image"]
+    assert tuple(ours.shape) == (3, 224, 224) and torch.equal(torch.as_tensor(ours), torch.as_tensor(reference))
+    at_train = eval_pipeline.from_model(model, use_test_size=False)(image=image)["image"]
+    assert tuple(at_train.shape) == (3, 176, 176)
