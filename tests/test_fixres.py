@@ -159,10 +159,10 @@ def test_select_test_resolution_evaluates_each_candidate_on_the_holdout() -> Non
     best_size, best_crop, table = select_test_resolution(model, holdout, sizes, crops, batch_size=32)
     assert [(r["size"], r["crop_pct"]) for r in table] == [(16, 1.0), (16, 0.8), (24, 1.0), (24, 0.8)]
     assert all(r["n"] == 60 for r in table)
-    mean, std = model.pretrained_cfg["mean"], model.pretrained_cfg["std"]
-    for row in table:  # recomputed here by hand, image by image
+    mean, std, interpolation = (model.pretrained_cfg[k] for k in ("mean", "std", "interpolation"))
+    for row in table:  # recomputed here by hand, image by image, with the model's own preprocessing
         pipe = eval_pipeline(
-            input_size=row["size"], crop_pct=row["crop_pct"], interpolation="bilinear", mean=mean, std=std
+            input_size=row["size"], crop_pct=row["crop_pct"], interpolation=interpolation, mean=mean, std=std
         )
         x = torch.stack([pipe(image=holdout.dataset.image(i))["image"] for i in range(60)])
         y = torch.as_tensor(holdout.dataset.targets[:60])

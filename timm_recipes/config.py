@@ -30,6 +30,7 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm_recipes._files import apply_umask
 
 __all__ = [
+    "AUG_DEFAULTS",
     "AugConfig",
     "DataConfig",
     "EmaConfig",
@@ -203,15 +204,24 @@ class ModelConfig(_Section):
     """The network: any timm model name (``recipe_*`` registered by this package) and its regularisation."""
 
     name: str = "recipe_resnet50"
-    num_classes: int = _f(1000, ge=1)
+    num_classes: int | None = _f(1000, ge=1)  # None: the data's class count (the train/ folder's sub-folders)
     drop_rate: float | None = _f(None, ge=0.0, lt=1.0)  # None: the model's default
     drop_path_rate: float | None = _f(None, ge=0.0, lt=1.0)
     stochastic_depth_mode: Literal["batch", "row"] | None = None
     in_chans: int = _f(3, ge=1)
+    # Fine-tuning (timm_recipes.train.weights): the starting weights. None: random; "pretrained": the model's default
+    # tag; a tag ("tv2_in1k"); "hf-hub:org/name"; "local-dir:PATH"; an export folder; a run folder or checkpoint.
+    init: str | None = None
+    init_weights: Literal["auto", "ema", "raw"] = "auto"  # of a run / checkpoint: auto = EMA when it was saved
+    freeze_bn: bool = False  # keep every BatchNorm's running statistics as loaded (affine weights still train)
 
     def _check(self) -> None:
         if not self.name:
             raise RecipeError("name", "must be a model name, got ''")
+        if self.init is not None and not self.init.strip():
+            raise RecipeError(
+                "init", "must be null, 'pretrained', a tag, 'hf-hub:org/name', 'local-dir:PATH' or a path"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +241,10 @@ class DataConfig(_Section):
             raise RecipeError("root", "must be a folder path or null, got ''")
 
 
+AUG_DEFAULTS: dict[str, Any] = {"interpolation": "bilinear", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD}
+"""Preprocessing of a recipe that sets neither it nor ``model.init`` (the values these keys always had)."""
+
+
 @dataclass(frozen=True, slots=True)
 class AugConfig(_Section):
     """Per-sample augmentation (train) and preprocessing (test). Cutout is the lecture's random erasing."""
@@ -246,9 +260,10 @@ class AugConfig(_Section):
     cutout_holes: int = _f(1, ge=1)
     test_size: int = _f(224, ge=1)
     test_crop_pct: float = _f(0.875, gt=0.0, le=1.0)
-    interpolation: Literal["nearest", "bilinear", "bicubic", "area", "lanczos"] = "bilinear"
-    mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
-    std: tuple[float, float, float] = _f(IMAGENET_DEFAULT_STD, gt=0.0)
+    # None (unset): the pretrained_cfg of model.init's weights, or AUG_DEFAULTS without model.init (filled in by Recipe)
+    interpolation: Literal["nearest", "bilinear", "bicubic", "area", "lanczos"] | None = None
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = _f(None, gt=0.0)
 
     def _check(self) -> None:
         _ordered("scale_range", self.scale_range)
@@ -289,6 +304,12 @@ class OptimConfig(_Section):
     label_smoothing: float = _f(0.1, ge=0.0, lt=1.0)
     grad_clip: float | None = _f(None, gt=0.0)
     accum_steps: int = _f(1, ge=1)
+    # Fine-tuning: lr x head_lr_scale for the classifier; layer-wise lr decay (lr x layer_decay ** (L - l) over timm's
+    # group_matcher blocks, BEiT https://arxiv.org/abs/2106.08254); only the classifier trains for the first
+    # freeze_backbone_epochs epochs (the backbone, its BatchNorm statistics included, stays bit-identical).
+    head_lr_scale: float = _f(1.0, gt=0.0)
+    layer_decay: float | None = _f(None, gt=0.0, le=1.0)
+    freeze_backbone_epochs: int = _f(0, ge=0)
 
     def _check(self) -> None:
         from timm.optim import list_optimizers  # (timm.optim is only needed here)
@@ -439,6 +460,17 @@ class Recipe(_Section):
     def _check(self) -> None:
         if not self.name or any(c in self.name for c in "/\\") or self.name in (".", ".."):
             raise RecipeError("name", f"must be a non-empty name without path separators, got {self.name!r}")
+        if self.model.init is None:  # random weights: unset preprocessing takes the ImageNet defaults
+            unset = {k: v for k, v in AUG_DEFAULTS.items() if getattr(self.aug, k) is None}
+            if unset:
+                object.__setattr__(self, "aug", dataclasses.replace(self.aug, **unset))
+        if self.optim.freeze_backbone_epochs >= self.schedule.epochs:
+            raise RecipeError(
+                "optim.freeze_backbone_epochs",
+                f"must be < schedule.epochs = {self.schedule.epochs}, got {self.optim.freeze_backbone_epochs}",
+            )
+        if self.data.dataset == "digits" and self.model.num_classes is None:
+            object.__setattr__(self, "model", dataclasses.replace(self.model, num_classes=10))
         if self.data.dataset == "digits" and self.model.num_classes != 10:
             raise RecipeError("model.num_classes", f"the digits data set has 10 classes, got {self.model.num_classes}")
         if self.aug.train_pipeline == "multiscale" and self.aug.scale_range[0] < self.aug.train_size:
@@ -643,7 +675,7 @@ def recipe_summary(recipe: Recipe) -> list[tuple[str, str]]:
     depth = _optional(m.drop_path_rate) + (f" ({m.stochastic_depth_mode})" if m.stochastic_depth_mode else "")
     batch = str(recipe.data.batch_size) + (f" x {o.accum_steps} accumulated" if o.accum_steps > 1 else "")
     rows = [
-        ("model", f"{m.name} ({m.num_classes} classes)"),
+        ("model", f"{m.name} ({m.num_classes if m.num_classes is not None else 'as many as the data'} classes)"),
         ("data", recipe.data.dataset + (f" ({recipe.data.root})" if recipe.data.root else "")),
         ("epochs", str(s.epochs)),
         ("batch size per process", batch),

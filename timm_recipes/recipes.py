@@ -266,11 +266,59 @@ def _demo() -> Recipe:
     )
 
 
+# --------------------------------------------------------------------------------------------------------------
+# Fine-tuning pretrained weights on a folder of your own images: BiT-HyperRule
+# --------------------------------------------------------------------------------------------------------------
+FINETUNE_SOURCE = (
+    'BiT-HyperRule, the fine-tuning rule of Kolesnikov et al., "Big Transfer (BiT): General Visual Representation '
+    'Learning", https://arxiv.org/abs/1912.11370, Sec. 3.3: SGD with momentum 0.9, lr 0.003 for a batch of 512, '
+    "no weight decay, lr divided by 10 at 30 %, 60 % and 90 % of the steps, MixUp alpha 0.1"
+)
+
+
+def _finetune(name: str, model: str, init: str) -> Recipe:
+    """Fine-tune ``init`` (timm's ImageNet-1k weights) on ``data.root`` with the BiT-HyperRule.
+
+    BiT sets the number of steps by the data set's size (500 steps under 20k images, 10k up to 500k, 20k beyond);
+    a recipe counts epochs, so the 30 epochs here (decays 9, 18, 27 epochs after the warm-up) are the horizon to
+    change with ``--set schedule.epochs=... schedule.milestones_epochs=...``. Left to the source weights: mean, std and
+    interpolation (unset here, taken from their ``pretrained_cfg``); ``model.num_classes`` comes from the data.
+    Not from BiT: the random resized crop (BiT resizes, then takes random crops), a one-epoch linear warm-up, and
+    the option of a frozen backbone (``optim.freeze_backbone_epochs``), a head lr multiplier
+    (``optim.head_lr_scale``) and layer-wise lr decay (``optim.layer_decay``), all off here.
+    """
+    return Recipe(
+        name=name,
+        source=FINETUNE_SOURCE,
+        model=ModelConfig(name=model, num_classes=None, init=init),  # classes: the sub-folders of data.root/train
+        data=DataConfig(dataset="folder", batch_size=64, num_workers=8),
+        aug=AugConfig(train_pipeline="rrc", train_size=224, test_size=224, test_crop_pct=0.875, hflip=0.5),
+        mix=MixConfig(mixup_alpha=0.1, cutmix_alpha=0.0, prob=1.0),  # BiT: MixUp alpha 0.1
+        optim=OptimConfig(
+            name="momentum",  # BiT: SGD with momentum 0.9
+            lr=0.003,  # BiT: 0.003 ...
+            lr_base_batch=512,  # ... for a batch of 512
+            momentum=0.9,
+            weight_decay=0.0,  # BiT: no weight decay at fine-tuning
+            label_smoothing=0.0,
+        ),
+        schedule=ScheduleConfig(
+            name="step", epochs=30, warmup_epochs=1, milestones_epochs=(9, 18, 27), gamma=0.1
+        ),  # BiT: / 10 at 30, 60, 90 % of the steps
+        ema=EmaConfig(enabled=False),
+        run=RunConfig(output_dir="runs/{name}", patience=None, monitor="raw"),
+    )
+
+
 PRESETS: dict[str, Recipe] = {
     "resnet50_tv2": _resnet50_tv2(),
     "resnet50_rsb_a3": _resnet50_rsb_a3(),
     **{f"efficientnet_{v}": _efficientnet(v) for v in EFFICIENTNET_VARIANTS},
     "demo": _demo(),
+    "finetune_resnet50": _finetune("finetune_resnet50", "recipe_resnet50", "pretrained"),  # timm/resnet50.tv2_in1k
+    "finetune_efficientnet_b0": _finetune(
+        "finetune_efficientnet_b0", "recipe_efficientnet_b0", "pretrained"
+    ),  # timm/efficientnet_b0.ra4_e3600_r224_in1k
 }
 
 

@@ -5,6 +5,13 @@ Examples::
     timm-recipes evaluate runs/demo                       # best checkpoint of a run, EMA weights, val split
     timm-recipes evaluate runs/demo --split test --weights raw
     timm-recipes evaluate runs/demo-seed0 runs/demo-seed1 runs/demo-seed2 --split test
+    timm-recipes evaluate resnet50.tv2_in1k --data /data/imagenet      # a model: at its train and its test size
+    timm-recipes evaluate hf-hub:org/name local-dir:exports/ema --data my-images --split val
+
+With ``--data PATH`` (an ImageNet-layout folder: ``PATH/<split>/<class>/``) the arguments are models instead of runs:
+a timm name with a tag (``resnet50.tv2_in1k``, ``recipe_resnet50`` for its default tag), ``hf-hub:org/name``,
+``local-dir:FOLDER`` or an export folder. Each is evaluated with its own preprocessing (``pretrained_cfg``) at its
+train size and at its test size, the FixRes train/test comparison.
 
 The lecture's test-time ensemble: run every model over each image, average the logits, take the argmax. Members may
 be different architectures (a ResNet-18 with a ResNet-34, models trained at different resolutions): each model is fed
@@ -22,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from timm_recipes.cli._common import add_alias, positive_int
+from timm_recipes.cli._common import add_alias, nonneg_int, positive_int
 
 _LOG = logging.getLogger("timm_recipes.evaluate")
 
@@ -30,7 +37,16 @@ HELP = "report loss and top-1/top-5 of checkpoints on val or test, and of their 
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoints", nargs="+", help="run folders, checkpoints/ folders, tag files or checkpoints")
+    parser.add_argument(
+        "checkpoints", nargs="+", metavar="RUN_OR_MODEL",
+        help="run folders, checkpoints/ folders, tag files or checkpoints; with --data: models (resnet50.tv2_in1k, "
+        "hf-hub:org/name, local-dir:FOLDER, an export folder)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", default=None, metavar="PATH",
+        help="evaluate models on PATH/<split>/<class>/ (ImageNet layout) instead of runs on their recipe's data",
+    )  # fmt: skip
+    parser.add_argument("--workers", type=nonneg_int, default=4, help="with --data: loader processes (default: %(default)s)")
     parser.add_argument("--split", choices=("val", "test"), default="val", help="default: %(default)s")
     parser.add_argument(
         "--weights", choices=("auto", "ema", "raw"), default="auto", help="auto: EMA when saved (default)"
@@ -134,6 +150,72 @@ def evaluate_checkpoints(
     return {"split": split, "models": results, "ensemble": ensemble}
 
 
+def evaluate_models(
+    models: list[str],
+    data: str | os.PathLike[str],
+    *,
+    split: str = "val",
+    batch_size: int | None = None,
+    device: str = "auto",
+    num_workers: int = 4,
+) -> dict[str, Any]:
+    """Evaluate each model (see :func:`timm_recipes.train.weights.is_model_reference`) on ``data/<split>`` at its
+    train size and at its test size, with its own preprocessing.
+
+    Returns:
+        ``{"split", "data", "models": [{"model", "architecture", "size", "crop_pct", "at", "loss", "top1", "top5",
+        "n"}, ...]}``.
+
+    Raises:
+        FileNotFoundError: no ``data/<split>`` folder. ValueError: a model whose class count is not the data's.
+    """
+    import dataclasses
+
+    from timm_recipes.config import apply_overrides
+    from timm_recipes.train.builders import build_eval_dataset, create_eval_loader
+    from timm_recipes.train.distributed import resolve_device
+    from timm_recipes.train.engine import collect_logits, metrics_from_logits
+    from timm_recipes.train.weights import load_model_reference, recipe_for_model
+
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be an integer >= 1 or None, got {batch_size!r}")
+    dev = resolve_device(device)
+    rows = []
+    for ref in models:
+        model = load_model_reference(ref, device=dev)
+        recipe = recipe_for_model(model, data, name=ref)
+        recipe = apply_overrides(
+            recipe, {"data.num_workers": num_workers, **({"data.batch_size": batch_size} if batch_size else {})}
+        )
+        cfg = model.pretrained_cfg
+        sizes = [("train", recipe.aug.train_size, float(cfg.get("crop_pct") or recipe.aug.test_crop_pct))]
+        if cfg.get("test_input_size"):
+            sizes.append(("test", recipe.aug.test_size, recipe.aug.test_crop_pct))
+        for at, size, crop in sizes:
+            at_size = recipe.replace(aug=dataclasses.replace(recipe.aug, test_size=size, test_crop_pct=crop))
+            dataset = build_eval_dataset(at_size, split)
+            if len(dataset.classes) != model.num_classes:
+                raise ValueError(
+                    f"{ref}: the model has {model.num_classes} classes but {dataset.root} has {len(dataset.classes)}"
+                )
+            logits, targets = collect_logits(model, create_eval_loader(at_size, dataset, device=dev), device=dev)
+            entry = {"model": ref, "architecture": cfg.get("architecture"), "size": size, "crop_pct": crop, "at": at}
+            rows.append({**entry, **metrics_from_logits(logits, targets)})
+    return {"split": split, "data": str(data), "models": rows}
+
+
+def format_model_report(report: dict[str, Any]) -> str:
+    """The table printed by ``timm-recipes evaluate MODEL --data PATH``: one line per model and size."""
+    lines = [f"{'model':48s} {'size':>5s} {'crop':>6s} {'':6s} {'loss':>7s} {'top-1':>7s} {'top-5':>7s}  "
+             f"({report['data']}/{report['split']})"]  # fmt: skip
+    for r in report["models"]:
+        lines.append(
+            f"{r['model']:48s} {r['size']:5d} {r['crop_pct']:6.3f} {r['at'] + ' ':6s} {r['loss']:7.4f} "
+            f"{r['top1']:7.2f} {r['top5']:7.2f}"
+        )
+    return "\n".join(lines)
+
+
 def format_report(report: dict[str, Any]) -> str:
     """The table printed by ``timm-recipes evaluate``: one line per checkpoint, then the ensemble and its gain."""
     lines = [f"{'checkpoint':60s} {'model':18s} {'weights':7s} {'loss':>7s} {'top-1':>7s} {'top-5':>7s}  "
@@ -160,6 +242,20 @@ def run(args: argparse.Namespace) -> int:
     from timm_recipes.train.progress import ensure_progress_output
 
     ensure_progress_output(True)  # progress lines on stderr while it works
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.data is not None:
+        if args.workers < 0:
+            raise ValueError(f"--workers must be >= 0, got {args.workers}")
+        report = evaluate_models(
+            args.checkpoints, args.data, split=args.split, batch_size=args.batch_size, device=args.device,
+            num_workers=args.workers,
+        )  # fmt: skip
+        print(format_model_report(report))
+        if args.json is not None:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=1) + "\n")
+        return 0
     report = evaluate_checkpoints(
         args.checkpoints,
         split=args.split,

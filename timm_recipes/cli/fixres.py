@@ -1,4 +1,14 @@
-"""`timm-recipes fixres`: choose the test resolution on held-out training data, then fine-tune at it (FixRes)."""
+"""`timm-recipes fixres`: choose the test resolution on held-out training data, then fine-tune at it (FixRes).
+
+Examples::
+
+    timm-recipes fixres runs/demo                                   # a run of this project, on its recipe's data
+    timm-recipes fixres resnet50.tv2_in1k --data my-images --out fixres-resnet50   # a model, on your image folder
+
+With ``--data PATH`` (``PATH/train/<class>/``, ``PATH/val/<class>/`` [, ``PATH/test/``]) the argument may be a model
+instead of a run: a timm name with a tag, ``hf-hub:org/name``, ``local-dir:FOLDER`` or an export folder; its train
+size, test size and normalisation come from its ``pretrained_cfg``.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +23,15 @@ HELP = (
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="a run folder, its checkpoints/ folder, a tag file or a checkpoint folder")
+    parser.add_argument(
+        "run", metavar="RUN_OR_MODEL",
+        help="a run folder, its checkpoints/ folder, a tag file or a checkpoint folder; with --data: a model "
+        "(resnet50.tv2_in1k, hf-hub:org/name, local-dir:FOLDER, an export folder)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--data", default=None, metavar="PATH",
+        help="the image folder (train/, val/ [, test/]) for a model (default for a run: its recipe's data)",
+    )  # fmt: skip
     parser.add_argument(
         "--recipe", default=None, help="a preset name or recipe YAML (default: the recipe saved in the checkpoint)"
     )
@@ -52,16 +70,27 @@ def run(args: argparse.Namespace) -> int:
     ensure_progress_output(True)  # progress lines on stderr while it works
     from timm_recipes.config import apply_overrides, recipe_from_dict
     from timm_recipes.train.fixres import open_run_checkpoint, run_fixres
+    from timm_recipes.train.weights import is_model_reference, load_model_reference, recipe_for_model
 
-    recipe = None
+    source, recipe, out = args.run, None, args.output
+    if is_model_reference(args.run):
+        if args.data is None:
+            raise ValueError(f"{args.run!r} is a model, not a run: give the images to tune on with --data PATH")
+        source = load_model_reference(args.run)
+        recipe = recipe_for_model(source, args.data, name=args.run)
+        out = out if out is not None else f"fixres-{recipe.name}"
     if args.recipe is not None:
         recipe = load_recipe_arg(args.recipe)
+    if args.data is not None and recipe is None:
+        recipe = recipe_from_dict(open_run_checkpoint(args.run, args.tag).recipe())
+    if args.data is not None:
+        recipe = apply_overrides(recipe, {"data.dataset": "folder", "data.root": args.data})
     if args.overrides:
         if recipe is None:
             recipe = recipe_from_dict(open_run_checkpoint(args.run, args.tag).recipe())
         recipe = apply_overrides(recipe, args.overrides)
     result = run_fixres(
-        args.run,
+        source,
         recipe,
         sizes=args.sizes,
         crop_pcts=args.crop_pcts,
@@ -71,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         from_ema=args.from_ema,
         tag=args.tag,
         device=args.device,
-        output_dir=args.output,
+        output_dir=out,
     )
     print("held-out selection (top-1 %, loss):")
     for row in result.table:

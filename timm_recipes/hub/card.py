@@ -137,7 +137,13 @@ def _eval_result(m: Measurement, dataset: str | None) -> EvalResult:
 
 
 def _card_data(
-    *, model_name: str, variant: str, measurements: Sequence[Measurement], dataset: str | None, license: str
+    *,
+    model_name: str,
+    variant: str,
+    measurements: Sequence[Measurement],
+    dataset: str | None,
+    license: str,
+    base_model: str | None = None,
 ) -> ModelCardData:
     own = [m for m in measurements if m.variant == variant]
     tags = ["image-classification", "timm", "timm-recipes", model_name.split(".")[0].removeprefix("recipe_")]
@@ -146,6 +152,7 @@ def _card_data(
         library_name="timm",
         pipeline_tag="image-classification",
         license=license,
+        base_model=base_model,  # the Hub's link from a fine-tune to the model it was fine-tuned from
         tags=tags,
         datasets=[dataset] if dataset else None,
         metrics=sorted({"accuracy" if m.metric in _ACCURACIES else m.metric for m in own}) or None,
@@ -215,6 +222,23 @@ def _recipe_section(recipe: Any, variant: str, config: Mapping[str, Any]) -> str
         rows.append(("FixRes", "off"))
     return f"## Training recipe\n\nRecipe `{recipe.name}` (the full resolved recipe is `recipe.yaml`).\n\n" + _table(
         ("Ingredient", "Setting"), rows
+    )
+
+
+def _finetuned_section(origin: Mapping[str, Any]) -> str:
+    """Where the starting weights of a fine-tuning run came from (``model.init``); the quoted recipe is theirs."""
+    if not origin:
+        return ""
+    base = origin.get("base_model")
+    if base:
+        what = f"[`{base}`](https://huggingface.co/{base})"
+    else:
+        what = "weights of an earlier run or export of timm-recipes" if origin.get("init") else "given weights"
+    recipe = f", trained with {origin['recipe']}" if origin.get("recipe") else ""
+    shown = origin["init"] if base or not origin.get("init") else "<local weights>"
+    return (
+        f"## Fine-tuned from\n\nThese weights were fine-tuned from {what}{recipe} (`model.init: {shown}`). Every "
+        "number on this card was measured on this run's data; none is the source model's."
     )
 
 
@@ -350,10 +374,18 @@ def build_model_card(
         raise ValueError("config: missing 'architecture' (pass the export's config.json)")
     recipe = coerce_recipe(recipe)
     measured = [Measurement.coerce(m) for m in measurements]
-    data = _card_data(model_name=model_name, variant=variant, measurements=measured, dataset=dataset, license=license)
+    from timm_recipes.train.weights import describe_init
+
+    origin = describe_init(recipe) if recipe is not None else {}
+    data = _card_data(
+        model_name=model_name, variant=variant, measurements=measured, dataset=dataset, license=license,
+        base_model=origin.get("base_model"),
+    )  # fmt: skip
     body = "\n\n".join(
-        (
+        part
+        for part in (
             _intro(model_name, config, variant, dataset, num_params),
+            _finetuned_section(origin),
             _recipe_section(recipe, variant, config),
             _resolution_section(config),
             _results_section(measured, variant, dataset),
@@ -361,5 +393,6 @@ def build_model_card(
             _limitations_section(config, variant, recipe, measured, dataset),
             _citations_section(config["architecture"], recipe, variant),
         )
+        if part
     )
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n")

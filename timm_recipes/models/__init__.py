@@ -6,15 +6,22 @@
 
 from __future__ import annotations
 
-from timm_recipes.models._builder import HUB_ORG, PretrainedWeightsError
+from timm_recipes.models._builder import HUB_ORG, TIMM_HUB_ORG, PretrainedWeightsError, timm_twin_tags
 from timm_recipes.models.recipe_efficientnet import (
+    EFFICIENTNET_DEFAULT_TAGS,
     EFFICIENTNET_DROP_PATH_RATE,
     EFFICIENTNET_VARIANTS,
     EfficientNetVariant,
     RecipeEfficientNet,
     RecipeEfficientNetFeatures,
 )
-from timm_recipes.models.recipe_resnet import RESNET_DROP_PATH_RATES, RecipeBasicBlock, RecipeBottleneck, RecipeResNet
+from timm_recipes.models.recipe_resnet import (
+    RESNET_DEFAULT_TAGS,
+    RESNET_DROP_PATH_RATES,
+    RecipeBasicBlock,
+    RecipeBottleneck,
+    RecipeResNet,
+)
 
 RECIPE_MODELS: tuple[str, ...] = (
     *(f"recipe_resnet{depth}" for depth in RESNET_DROP_PATH_RATES),
@@ -23,11 +30,14 @@ RECIPE_MODELS: tuple[str, ...] = (
 """The names of all registered recipe models."""
 
 __all__ = [
+    "EFFICIENTNET_DEFAULT_TAGS",
     "EFFICIENTNET_DROP_PATH_RATE",
     "EFFICIENTNET_VARIANTS",
     "HUB_ORG",
     "RECIPE_MODELS",
+    "RESNET_DEFAULT_TAGS",
     "RESNET_DROP_PATH_RATES",
+    "TIMM_HUB_ORG",
     "EfficientNetVariant",
     "PretrainedWeightsError",
     "RecipeBasicBlock",
@@ -35,4 +45,5 @@ __all__ = [
     "RecipeEfficientNet",
     "RecipeEfficientNetFeatures",
     "RecipeResNet",
+    "timm_twin_tags",
 ]

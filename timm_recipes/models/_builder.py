@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
+import timm
 import torch.nn as nn
 from huggingface_hub.errors import EntryNotFoundError
 from timm.models import build_model_with_cfg
@@ -17,10 +18,67 @@ from timm.models import build_model_with_cfg
 from timm_recipes.layers import StochasticDepth, check_rate, check_stochastic_depth_mode, survival_probs
 from timm_recipes.network import bounded_network
 
-__all__ = ["HUB_ORG", "PretrainedWeightsError", "attach_stochastic_depth", "build_recipe_model", "check_model_args"]
+__all__ = [
+    "HUB_ORG",
+    "TIMM_HUB_ORG",
+    "PretrainedWeightsError",
+    "attach_stochastic_depth",
+    "build_recipe_model",
+    "check_model_args",
+    "timm_pretrained_cfgs",
+    "timm_twin_tags",
+]
 
 HUB_ORG = "timm-recipes"
-"""Hugging Face Hub organisation of the published recipe weights (``hf_hub_id = HUB_ORG/<arch>.<tag>``)."""
+"""Hugging Face Hub organisation for weights this project publishes itself (``hub.repo_id`` default owner)."""
+
+TIMM_HUB_ORG = "timm"
+"""Where timm's own ImageNet-1k weights live: ``timm/<arch>.<tag>`` (e.g. ``timm/resnet50.tv2_in1k``)."""
+
+_DROPPED_CFG_KEYS = ("architecture", "tag", "url")
+"""Keys of timm's cfg not copied: the first two are set by the registration, ``url`` points at a pickle."""
+
+
+def timm_twin_tags(timm_arch: str) -> list[str]:
+    """The tags of timm's ``timm_arch`` whose classifier predicts the ImageNet-1k classes (``*_in1k``, 1000 outputs).
+
+    That leaves out weights for other label sets (``resnet50.bamboo``, ``efficientnet_b5.sw_in12k``); the tag
+    itself says the training data (``fb_swsl_ig1b_ft_in1k``: pre-trained on IG-1B, fine-tuned on ImageNet-1k).
+    """
+    from timm.models import get_pretrained_cfg
+
+    tags = []
+    for name in timm.list_pretrained(f"{timm_arch}.*"):
+        tag = name.split(".", 1)[1]
+        if tag.endswith("in1k") and get_pretrained_cfg(name).num_classes == 1000:
+            tags.append(tag)
+    return tags
+
+
+def timm_pretrained_cfgs(recipe_arch: str, timm_arch: str, default_tag: str) -> dict[str, dict[str, Any]]:
+    """Pretrained cfgs of ``recipe_arch`` for every ImageNet-1k tag of its timm twin, copied from timm's registry.
+
+    Each entry is timm's own ``pretrained_cfg`` of ``<timm_arch>.<tag>`` (sizes, crops, interpolation, mean/std,
+    licence, origin, ``hf_hub_id = timm/<timm_arch>.<tag>``), read at import time so it cannot drift from timm,
+    with two changes that keep the loading safetensors-only: ``url`` (a pickled ``.pth`` download) is dropped and
+    ``hf_hub_filename`` is ``model.safetensors``. ``default_tag`` comes first, which makes it timm's default.
+
+    Raises:
+        ValueError: ``default_tag`` is not one of those tags (timm renamed or removed it).
+    """
+    from timm.models import get_pretrained_cfg
+
+    tags = timm_twin_tags(timm_arch)
+    if default_tag not in tags:
+        raise ValueError(f"default_tag: {timm_arch}.{default_tag} is not an ImageNet-1k tag timm lists ({tags})")
+    cfgs = {}
+    for tag in [default_tag, *(t for t in tags if t != default_tag)]:
+        cfg = {
+            k: v for k, v in get_pretrained_cfg(f"{timm_arch}.{tag}").to_dict().items() if k not in _DROPPED_CFG_KEYS
+        }
+        cfg["hf_hub_filename"] = "model.safetensors"
+        cfgs[f"{recipe_arch}.{tag}"] = cfg
+    return cfgs
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -82,6 +140,12 @@ def build_recipe_model(model_cls: type[nn.Module], variant: str, pretrained: boo
     tried and how to load the weights from somewhere else.
     """
     check_model_args(**kwargs)
+    if pretrained and not _has_weight_source(variant, kwargs):
+        raise PretrainedWeightsError(
+            f"{variant}: no pretrained weights exist for this model (timm lists no ImageNet-1k weights of its "
+            f"architecture). Load weights from elsewhere with pretrained_cfg_overlay=dict(hf_hub_id='<org>/<repo>') "
+            f"or file=..., 'hf-hub:<org>/<repo>' or 'local-dir:<folder>'; or pass pretrained=False."
+        )
     waiting = bounded_network(f"{variant}: downloading the pretrained weights") if pretrained else nullcontext()
     with waiting:  # a silent or closed endpoint: a NetworkError naming it, within $TIMM_RECIPES_HUB_TIMEOUT seconds
         try:
@@ -96,6 +160,14 @@ def _is_network_failure(err: BaseException) -> bool:
     from timm_recipes.network import _network_cause
 
     return _network_cause(err) is not None
+
+
+def _has_weight_source(variant: str, kwargs: dict[str, Any]) -> bool:
+    from timm.models._builder import _resolve_pretrained_source, resolve_pretrained_cfg
+
+    cfg = resolve_pretrained_cfg(variant, kwargs.get("pretrained_cfg"), kwargs.get("pretrained_cfg_overlay"))
+    kind, _ = _resolve_pretrained_source(cfg.to_dict())
+    return bool(kind)
 
 
 def _pretrained_error_message(variant: str, kwargs: dict[str, Any], err: BaseException) -> str:

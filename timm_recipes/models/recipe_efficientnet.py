@@ -33,9 +33,10 @@ from timm.models._efficientnet_builder import decode_arch_def, resolve_act_layer
 from timm.models.efficientnet import EfficientNet, EfficientNetFeatures
 
 from timm_recipes.layers import StochasticDepth
-from timm_recipes.models._builder import HUB_ORG, attach_stochastic_depth, build_recipe_model
+from timm_recipes.models._builder import attach_stochastic_depth, build_recipe_model, timm_pretrained_cfgs
 
 __all__ = [
+    "EFFICIENTNET_DEFAULT_TAGS",
     "EFFICIENTNET_DROP_PATH_RATE",
     "EFFICIENTNET_VARIANTS",
     "EfficientNetVariant",
@@ -245,16 +246,32 @@ def _cfg(variant: str, **kwargs) -> dict:
     }
 
 
+EFFICIENTNET_DEFAULT_TAGS: dict[str, str | None] = {
+    "b0": "ra4_e3600_r224_in1k",
+    "b1": "ra4_e3600_r240_in1k",
+    "b2": "ra_in1k",
+    "b3": "ra2_in1k",
+    "b4": "ra2_in1k",
+    "b5": "sw_in12k_ft_in1k",
+    "b6": None,
+    "b7": None,
+}
+"""The default pretrained tag per variant (``timm/efficientnet_<v>.<tag>``): the strongest ImageNet-1k weights timm
+lists for that architecture (B5's only ones are pre-trained on ImageNet-12k, then fine-tuned on ImageNet-1k).
+B6 and B7 have none (timm's only B6/B7 weights are of the TensorFlow-padded ``tf_efficientnet_*`` architecture,
+whose ``state_dict`` differs): ``pretrained=True`` raises :class:`PretrainedWeightsError`; their cfg is the recipe's
+preprocessing (:func:`_cfg`).
+"""
+
 default_cfgs = generate_default_cfgs(
     {
-        "recipe_efficientnet_b0.in1k": _cfg("b0", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b0.in1k"),
-        "recipe_efficientnet_b1.in1k": _cfg("b1", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b1.in1k"),
-        "recipe_efficientnet_b2.in1k": _cfg("b2", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b2.in1k"),
-        "recipe_efficientnet_b3.in1k": _cfg("b3", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b3.in1k"),
-        "recipe_efficientnet_b4.in1k": _cfg("b4", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b4.in1k"),
-        "recipe_efficientnet_b5.in1k": _cfg("b5", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b5.in1k"),
-        "recipe_efficientnet_b6.in1k": _cfg("b6", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b6.in1k"),
-        "recipe_efficientnet_b7.in1k": _cfg("b7", hf_hub_id=f"{HUB_ORG}/recipe_efficientnet_b7.in1k"),
+        name: cfg
+        for variant, tag in EFFICIENTNET_DEFAULT_TAGS.items()
+        for name, cfg in (
+            timm_pretrained_cfgs(f"recipe_efficientnet_{variant}", f"efficientnet_{variant}", tag)
+            if tag is not None
+            else {f"recipe_efficientnet_{variant}": _cfg(variant)}
+        ).items()
     }
 )
 

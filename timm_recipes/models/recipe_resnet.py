@@ -21,13 +21,12 @@ Usage::
 from __future__ import annotations
 
 import torch
-from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 
-from timm_recipes.models._builder import HUB_ORG, attach_stochastic_depth, build_recipe_model
+from timm_recipes.models._builder import attach_stochastic_depth, build_recipe_model, timm_pretrained_cfgs
 
-__all__ = ["RESNET_DROP_PATH_RATES", "RecipeBasicBlock", "RecipeBottleneck", "RecipeResNet"]
+__all__ = ["RESNET_DEFAULT_TAGS", "RESNET_DROP_PATH_RATES", "RecipeBasicBlock", "RecipeBottleneck", "RecipeResNet"]
 
 RESNET_DROP_PATH_RATES: dict[int, float] = {18: 0.0, 34: 0.0, 50: 0.05, 101: 0.1, 152: 0.2}
 """Default ``drop_path_rate`` (1 − p_L) per depth.
@@ -133,38 +132,25 @@ def _create_recipe_resnet(variant: str, pretrained: bool = False, **kwargs) -> R
     return build_recipe_model(RecipeResNet, variant, pretrained, **kwargs)
 
 
-def _cfg(**kwargs) -> dict:
-    """Pretrained cfg of the torchvision-V2-style recipe: train at 176 px, test at 224 px (FixRes effect).
+RESNET_DEFAULT_TAGS: dict[int, str] = {
+    18: "a1_in1k",
+    34: "ra4_e3600_r224_in1k",
+    50: "tv2_in1k",
+    101: "tv2_in1k",
+    152: "tv2_in1k",
+}
+"""The default pretrained tag per depth (``timm/resnet<depth>.<tag>``); every other ImageNet-1k tag is registered too.
 
-    Sizes as torchvision's V2 ResNet weights ("How to train state-of-the-art models using TorchVision's latest
-    primitives", 2021: train crop 176, eval resize 232 → crop 224, bilinear), the same values timm records for
-    ``resnet50.tv2_in1k``.
-    """
-    return {
-        "num_classes": 1000,
-        "input_size": (3, 176, 176),
-        "pool_size": (6, 6),
-        "crop_pct": 0.875,
-        "test_input_size": (3, 224, 224),
-        "test_crop_pct": 0.965,
-        "interpolation": "bilinear",
-        "mean": IMAGENET_DEFAULT_MEAN,
-        "std": IMAGENET_DEFAULT_STD,
-        "first_conv": "conv1",
-        "classifier": "fc",
-        "license": "apache-2.0",
-        "paper_ids": "arXiv:1512.03385, arXiv:1603.09382",
-        **kwargs,
-    }
-
+* 50, 101, 152: ``tv2_in1k``, torchvision's V2 recipe, the lecture's case study (train 176 px, test 224 px).
+* 18: ``a1_in1k``, ResNet strikes back A1 (torchvision published no V2 ResNet-18 weights); 34: ``ra4_e3600_r224_in1k``,
+  timm's 3600-epoch RA4 recipe: the strongest ImageNet-1k-only weights timm lists for those depths.
+"""
 
 default_cfgs = generate_default_cfgs(
     {
-        "recipe_resnet18.tv2_in1k": _cfg(hf_hub_id=f"{HUB_ORG}/recipe_resnet18.tv2_in1k"),
-        "recipe_resnet34.tv2_in1k": _cfg(hf_hub_id=f"{HUB_ORG}/recipe_resnet34.tv2_in1k"),
-        "recipe_resnet50.tv2_in1k": _cfg(hf_hub_id=f"{HUB_ORG}/recipe_resnet50.tv2_in1k"),
-        "recipe_resnet101.tv2_in1k": _cfg(hf_hub_id=f"{HUB_ORG}/recipe_resnet101.tv2_in1k"),
-        "recipe_resnet152.tv2_in1k": _cfg(hf_hub_id=f"{HUB_ORG}/recipe_resnet152.tv2_in1k"),
+        name: cfg
+        for depth, tag in RESNET_DEFAULT_TAGS.items()
+        for name, cfg in timm_pretrained_cfgs(f"recipe_resnet{depth}", f"resnet{depth}", tag).items()
     }
 )
 

@@ -22,7 +22,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from timm_recipes.config import Recipe, recipe_from_dict
-from timm_recipes.train.checkpoint import Checkpoint, check_compatible, open_checkpoint
+from timm_recipes.train.checkpoint import Checkpoint, CheckpointError, open_checkpoint
 from timm_recipes.train.distributed import Distributed
 from timm_recipes.train.ema import WeightEma, adjust_ema_decay
 from timm_recipes.train.schedules import LRScheduler, create_scheduler
@@ -39,8 +39,11 @@ __all__ = [
     "create_train_loader",
     "eval_pipeline_for",
     "load_checkpoint_model",
+    "resolve_init",
     "resolve_monitor",
     "train_pipeline",
+    "with_data_classes",
+    "with_init_preprocessing",
 ]
 
 
@@ -60,7 +63,7 @@ class DataSplits:
 def train_pipeline(recipe: Recipe) -> Any:
     from timm_recipes.data.pipelines import CutoutConfig, multiscale_crop_pipeline, random_resized_crop_pipeline
 
-    aug = recipe.aug
+    aug = with_init_preprocessing(recipe).aug
     cutout = CutoutConfig(p=aug.cutout_p, num_holes=aug.cutout_holes, size=aug.cutout_size) if aug.cutout_p else None
     common = {
         "hflip": aug.hflip,
@@ -77,7 +80,7 @@ def train_pipeline(recipe: Recipe) -> Any:
 def eval_pipeline_for(recipe: Recipe) -> Any:
     from timm_recipes.data.pipelines import eval_pipeline
 
-    aug = recipe.aug
+    aug = with_init_preprocessing(recipe).aug
     return eval_pipeline(
         input_size=aug.test_size,
         crop_pct=aug.test_crop_pct,
@@ -133,6 +136,24 @@ def build_datasets(recipe: Recipe) -> DataSplits:
             f"model.num_classes={recipe.model.num_classes} but the data ({origin}) has {len(classes)} classes"
         )
     return DataSplits(splits[0], splits[1], test, len(classes), classes, origin)
+
+
+def with_data_classes(recipe: Recipe) -> Recipe:
+    """``recipe`` with ``model.num_classes = None`` replaced by the class count of ``data.root/train``."""
+    import dataclasses
+
+    if recipe.model.num_classes is not None:
+        return recipe
+    train = Path(recipe.data.root or "") / "train"
+    if recipe.data.root is None or not train.is_dir():
+        raise ValueError(
+            f"model.num_classes is null (take it from the data) but data.root={recipe.data.root!r} has no train/ "
+            f"folder; set data.root to a folder with train/<class>/ sub-folders, or set model.num_classes"
+        )
+    count = sum(1 for e in os.scandir(train) if e.is_dir() and not e.name.startswith("."))
+    if count < 1:
+        raise FileNotFoundError(f"data.root {recipe.data.root!r}: train/ holds no class folders")
+    return recipe.replace(model=dataclasses.replace(recipe.model, num_classes=count))
 
 
 def build_eval_dataset(recipe: Recipe, split: str) -> Dataset:
@@ -217,8 +238,29 @@ def create_eval_loader(
 
 
 # ================================================================================================ model
-def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None) -> nn.Module:
-    """``timm.create_model`` with the recipe's model section (``None`` values keep the model's defaults)."""
+def resolve_init(recipe: Recipe) -> Any:
+    """The :class:`~timm_recipes.train.weights.WeightsSource` of ``model.init`` (``None``: random weights)."""
+    from timm_recipes.train.weights import resolve_weights
+
+    m = recipe.model
+    return None if m.init is None else resolve_weights(m.init, m.name, which=m.init_weights)
+
+
+def with_init_preprocessing(recipe: Recipe, source: Any = None) -> Recipe:
+    """``recipe`` with unset ``aug.mean`` / ``std`` / ``interpolation`` filled from ``model.init``'s weights."""
+    from timm_recipes.train.weights import with_source_preprocessing
+
+    if all(getattr(recipe.aug, k) is not None for k in ("mean", "std", "interpolation")):
+        return recipe
+    return with_source_preprocessing(recipe, source if source is not None else resolve_init(recipe))
+
+
+def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None, source: Any = None) -> nn.Module:
+    """``timm.create_model`` with the recipe's model section (``None`` values keep the model's defaults).
+
+    With ``source`` (:func:`resolve_init`), its weights are loaded: everything but a classifier of another class
+    count must fit exactly (:func:`~timm_recipes.train.weights.load_source_into`).
+    """
     import timm_recipes  # noqa: F401  (registers the recipe_* models)
 
     m = recipe.model
@@ -228,7 +270,12 @@ def create_recipe_model(recipe: Recipe, *, num_classes: int | None = None) -> nn
             kwargs[key] = getattr(m, key)
     if not timm.is_model(m.name):
         raise ValueError(f"model.name: unknown timm model {m.name!r}")
-    return timm.create_model(m.name, **kwargs)
+    model = timm.create_model(m.name, **kwargs)
+    if source is not None:
+        from timm_recipes.train.weights import load_source_into
+
+        load_source_into(model, source)
+    return model
 
 
 # ================================================================================================ schedule, EMA
@@ -288,16 +335,17 @@ def load_checkpoint_model(
     """
     if which not in ("auto", "ema", "raw"):
         raise ValueError(f"which must be 'auto', 'ema' or 'raw', got {which!r}")
+    from timm_recipes.train.weights import checkpoint_source, load_source_into
+
     checkpoint = open_checkpoint(path, tag=tag)
     recipe = recipe_from_dict(checkpoint.recipe())
     model = create_recipe_model(recipe, num_classes=checkpoint.num_classes)
     use_ema = which == "ema" or (which == "auto" and checkpoint.has_ema)
-    weights = check_compatible(
-        checkpoint,
-        model,
-        model_name=recipe.model.name,
-        num_classes=checkpoint.num_classes,
-        which="ema" if use_ema else "model",
-    )
-    model.load_state_dict(weights)
+    source = checkpoint_source(checkpoint, "ema" if use_ema else "raw")
+    try:  # the one loader (every key, exactly); a classifier that does not fit is an error here, not a new head
+        fresh = load_source_into(model, source, what=f"checkpoint {checkpoint.path}")
+    except ValueError as err:
+        raise CheckpointError(str(err)) from None
+    if fresh:
+        raise CheckpointError(f"checkpoint {checkpoint.path}: its classifier does not fit {recipe.model.name}: {fresh}")
     return model.to(device).eval(), recipe, checkpoint

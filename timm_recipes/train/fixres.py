@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import timm
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -498,6 +497,14 @@ def _open_source(source: Any, recipe: Any, tag: str) -> tuple[Any, Any]:
         if recipe is None:
             raise TypeError("recipe (a Recipe, preset name or YAML path) is required when source is a model")
         return None, recipe
+    from timm_recipes.train.weights import is_model_reference
+
+    if is_model_reference(source):
+        raise TypeError(
+            f"source {str(source)!r} names a model, not a run: load it with "
+            "timm_recipes.train.weights.load_model_reference and pass the model with a recipe "
+            "(timm_recipes.train.weights.recipe_for_model), as `timm-recipes fixres MODEL --data PATH` does"
+        )
     ckpt = open_run_checkpoint(source, tag)
     return ckpt, recipe if recipe is not None else recipe_from_dict(ckpt.recipe())
 
@@ -515,16 +522,14 @@ def open_run_checkpoint(source: str | os.PathLike[str], tag: str = "best") -> An
 
 
 def _load_weights(ckpt: Any, recipe: Any, from_ema: bool) -> tuple[nn.Module, str]:
-    """The checkpoint's model with its EMA (or raw) weights, and which ones."""
-    from timm_recipes.train.checkpoint import check_compatible
+    """The checkpoint's model with its EMA (or raw) weights, and which ones (through the one weights resolver)."""
+    from timm_recipes.train.weights import checkpoint_source, create_model_from_source
 
-    which = "ema" if from_ema and ckpt.has_ema else "model"
     if from_ema and not ckpt.has_ema:
         _LOG.warning("checkpoint %s has no EMA weights; starting from the raw weights", ckpt.path)
-    model = timm.create_model(ckpt.model_name, num_classes=ckpt.num_classes, in_chans=recipe.model.in_chans)
-    weights = check_compatible(ckpt, model, model_name=ckpt.model_name, num_classes=ckpt.num_classes, which=which)
-    model.load_state_dict(weights, strict=True)
-    return model, which
+    source = checkpoint_source(ckpt, "auto" if from_ema else "raw", what=f"checkpoint {ckpt.path}")
+    model = create_model_from_source(source, ckpt.model_name, in_chans=recipe.model.in_chans)
+    return model, "ema" if source.weights == "ema" else "model"
 
 
 def _default_sizes(train_size: int) -> list[int]:

@@ -14,10 +14,10 @@ import math
 from typing import Any
 
 import torch
-from timm.optim import create_optimizer_v2, list_optimizers
+from timm.optim import create_optimizer_v2, list_optimizers, param_groups_layer_decay, param_groups_weight_decay
 from torch import nn
 
-__all__ = ["OPTIMIZERS", "create_optimizer", "no_decay_parameter_names"]
+__all__ = ["OPTIMIZERS", "create_optimizer", "finetune_param_groups", "no_decay_parameter_names"]
 
 #: The optimizers a recipe names (any other timm optimizer name works too): "sgd" is SGD with Nesterov
 #: momentum, "momentum" classical momentum, "adamw" decoupled weight decay, "lamb" layer-wise adaptive.
@@ -38,6 +38,48 @@ def no_decay_parameter_names(model: nn.Module) -> list[str]:
     ]
 
 
+def finetune_param_groups(
+    model: nn.Module,
+    weight_decay: float,
+    *,
+    decay_norm_and_bias: bool = False,
+    layer_decay: float | None = None,
+    head_lr_scale: float = 1.0,
+) -> list[dict[str, Any]]:
+    """Param groups with an ``lr_scale`` each: layer-wise lr decay and a head multiplier, for fine-tuning.
+
+    Layer-wise decay (BEiT, https://arxiv.org/abs/2106.08254) is timm's ``param_groups_layer_decay``: the model's
+    ``group_matcher`` blocks l = 0 … L (stem first, classifier last) get ``lr_scale = layer_decay ** (L - l)``.
+    Then the classifier's parameters (``pretrained_cfg['classifier']``) get their scale multiplied by
+    ``head_lr_scale``. The scheduler multiplies each group's scheduled lr by its ``lr_scale``
+    (:class:`~timm_recipes.train.schedules.LRScheduler`, as timm's schedulers do).
+    """
+    skip = set(getattr(model, "no_weight_decay", lambda: set())())
+    if layer_decay is not None:
+        groups = param_groups_layer_decay(
+            model, weight_decay, no_weight_decay_list=skip, layer_decay=layer_decay,
+            weight_decay_exclude_1d=not decay_norm_and_bias,
+        )  # fmt: skip
+    elif decay_norm_and_bias or weight_decay == 0:
+        groups = [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": weight_decay}]
+    else:
+        groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=skip)
+    if head_lr_scale == 1.0:
+        return [{**g, "lr_scale": g.get("lr_scale", 1.0)} for g in groups]
+    head = str((getattr(model, "pretrained_cfg", None) or {}).get("classifier") or "")
+    if not head:
+        raise ValueError(f"optim.head_lr_scale: {type(model).__name__} has no pretrained_cfg['classifier']")
+    head_ids = {id(p) for name, p in model.named_parameters() if name.startswith(head + ".")}
+    out = []
+    for g in groups:
+        scale = g.get("lr_scale", 1.0)
+        body = [p for p in g["params"] if id(p) not in head_ids]
+        top = [p for p in g["params"] if id(p) in head_ids]
+        out += [{**g, "params": body, "lr_scale": scale}] if body else []
+        out += [{**g, "params": top, "lr_scale": scale * head_lr_scale}] if top else []
+    return out
+
+
 def create_optimizer(
     model: nn.Module,
     name: str,
@@ -46,6 +88,8 @@ def create_optimizer(
     *,
     momentum: float = 0.9,
     decay_norm_and_bias: bool = False,
+    layer_decay: float | None = None,
+    head_lr_scale: float = 1.0,
     **kwargs: Any,
 ) -> torch.optim.Optimizer:
     """Create an optimizer for ``model`` with timm's ``create_optimizer_v2``.
@@ -61,6 +105,8 @@ def create_optimizer(
         weight_decay: lambda (>= 0), coupled or decoupled as the optimizer defines it.
         momentum: Momentum of the SGD variants, in [0, 1).
         decay_norm_and_bias: Also decay biases and normalisation parameters.
+        layer_decay: Layer-wise lr decay factor in (0, 1] (see :func:`finetune_param_groups`); ``None``: off.
+        head_lr_scale: Multiplier (> 0) of the classifier's learning rate.
         **kwargs: Passed to the optimizer (e.g. ``betas``, ``eps``, ``foreach``).
 
     Raises:
@@ -79,6 +125,19 @@ def create_optimizer(
         raise ValueError(f"momentum must be in [0, 1), got {momentum}")
     if not any(p.requires_grad for p in model.parameters()):
         raise ValueError("model has no trainable parameters (every requires_grad is False)")
+    if layer_decay is not None and not 0.0 < layer_decay <= 1.0:
+        raise ValueError(f"layer_decay must be in (0, 1] or None, got {layer_decay}")
+    if not head_lr_scale > 0 or not math.isfinite(head_lr_scale):
+        raise ValueError(f"head_lr_scale must be a finite float > 0, got {head_lr_scale}")
+    if layer_decay is not None or head_lr_scale != 1.0:
+        groups = finetune_param_groups(
+            model, float(weight_decay), decay_norm_and_bias=decay_norm_and_bias, layer_decay=layer_decay,
+            head_lr_scale=head_lr_scale,
+        )  # fmt: skip
+        return create_optimizer_v2(
+            model, opt=name.lower(), lr=float(lr), weight_decay=float(weight_decay), momentum=momentum,
+            param_group_fn=lambda _: groups, **kwargs,
+        )  # fmt: skip
     return create_optimizer_v2(
         model,
         opt=name.lower(),

@@ -155,6 +155,9 @@ class LRScheduler(_TorchLRScheduler):
         self.pct_start = pct_start
         self.max_lrs = max_lrs
         self.cycle_shape = cycle_shape
+        # timm's param_groups_layer_decay (layer-wise lr decay) stores a per-group factor that only timm's own
+        # schedulers apply; this one applies it too: lr = schedule(step, lr_0) * lr_scale.
+        self.lr_scales = tuple(float(group.get("lr_scale", 1.0)) for group in optimizer.param_groups)
         super().__init__(optimizer)
 
     def _lr(self, step: int, lr0: float, group_index: int) -> float:
@@ -177,10 +180,15 @@ class LRScheduler(_TorchLRScheduler):
         return constant_lr(e, total, lr0)
 
     def lr_at(self, step: int) -> list[float]:
-        """The learning rate of every param group after ``step`` calls of :meth:`step` (a pure function)."""
+        """The learning rate of every param group after ``step`` calls of :meth:`step` (a pure function).
+
+        A group with an ``lr_scale`` (timm's layer-wise decay, a head multiplier) gets the schedule's value times
+        that factor, warm-up included, as timm's schedulers apply it.
+        """
         if step < 0:
             raise ValueError(f"step must be >= 0, got {step}")
-        return [self._lr(step, float(lr0), i) for i, lr0 in enumerate(self.base_lrs)]
+        scales = getattr(self, "lr_scales", None) or (1.0,) * len(self.base_lrs)
+        return [self._lr(step, float(lr0), i) * scales[i] for i, lr0 in enumerate(self.base_lrs)]
 
     def get_lr(self) -> list[float]:  # type: ignore[override]
         """PyTorch's hook: the values for the current ``last_epoch`` (the number of ``step()`` calls)."""

@@ -24,6 +24,7 @@ Run folder (``run.output_dir``, ``{name}`` = the recipe's name)::
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -53,7 +54,10 @@ from timm_recipes.train.builders import (
     create_schedule,
     create_train_loader,
     load_checkpoint_model,
+    resolve_init,
     resolve_monitor,
+    with_data_classes,
+    with_init_preprocessing,
 )
 from timm_recipes.train.checkpoint import (
     Checkpoint,
@@ -69,6 +73,7 @@ from timm_recipes.train.checkpoint import (
 from timm_recipes.train.distributed import DepthDraws, Distributed, resolve_device
 from timm_recipes.train.ema import WeightEma
 from timm_recipes.train.engine import evaluate, train_one_epoch
+from timm_recipes.train.finetune import FineTuneControl
 from timm_recipes.train.losses import create_loss
 from timm_recipes.train.metrics import MetricsLog
 from timm_recipes.train.optim import create_optimizer
@@ -250,6 +255,11 @@ def _fit(
     device = dist.device
     amp_dtype, scaler = _mixed_precision(run.amp, device)
     checkpoint = _checkpoint_to_resume(resume, recipe, output_dir)
+    # model.init: the starting weights, read and checked before anything is written; unset preprocessing comes from
+    # their pretrained_cfg (a resumed run keeps what its first part resolved).
+    recipe = with_data_classes(recipe)  # model.num_classes: null -> the class folders of data.root/train
+    source = resolve_init(recipe) if checkpoint is None else None
+    recipe = with_init_preprocessing(recipe, source) if checkpoint is None else _saved_preprocessing(recipe, checkpoint)
     run_dir = dist.broadcast_object(_prepare_run_dir(recipe, output_dir, checkpoint, dist, overwrite))  # rank 0's
     dist.run_dir = run_dir
     if dist.is_main:
@@ -265,7 +275,11 @@ def _fit(
     steps_per_epoch = math.ceil(len(train_loader) / opt.accum_steps)
 
     # 2. Model.
-    model = create_recipe_model(recipe, num_classes=data.num_classes).to(device)
+    model = create_recipe_model(recipe, num_classes=data.num_classes, source=source).to(device)
+    if source is not None:
+        _LOG.info(
+            "initial weights: %s (%s%s)", source.init, source.location, f", {source.weights}" * bool(source.weights)
+        )
     if run.channels_last:
         model = model.to(memory_format=torch.channels_last)
 
@@ -283,8 +297,12 @@ def _fit(
         opt.weight_decay,
         momentum=opt.momentum,
         decay_norm_and_bias=opt.decay_norm_and_bias,
+        layer_decay=opt.layer_decay,
+        head_lr_scale=opt.head_lr_scale,
         **extra,
     )
+    # Fine-tuning: only the classifier trains for the first optim.freeze_backbone_epochs; model.freeze_bn.
+    tune = FineTuneControl(model, freeze_backbone_epochs=opt.freeze_backbone_epochs, freeze_bn=recipe.model.freeze_bn)
 
     # 5. Schedule, stepped once per optimizer step.
     scheduler = create_schedule(recipe, optimizer, steps_per_epoch, lr)
@@ -296,7 +314,8 @@ def _fit(
     # 7. DDP (identity on one process), then optional compilation. Stochastic depth in "batch" mode draws from
     #    (seed, epoch, step), the same blocks on every rank, and leaves the dropped blocks' parameters unused.
     depth_draws = DepthDraws.attach(model, seed=run.seed, accum_steps=opt.accum_steps)
-    train_model = dist.wrap(model, device, find_unused_parameters=depth_draws is not None, sync_bn=run.sync_bn)
+    unused = depth_draws is not None or opt.freeze_backbone_epochs > 0  # dropped blocks, a frozen backbone
+    train_model = dist.wrap(model, device, find_unused_parameters=unused, sync_bn=run.sync_bn)
     eval_model = train_model if dist.world_size == 1 else model  # ranks evaluate unequal shards: no DDP collectives
     if run.compile:
         train_model = torch.compile(train_model)
@@ -325,6 +344,7 @@ def _fit(
         mix_generator.manual_seed(_epoch_seed(run.seed, epoch, dist.rank))
         if depth_draws is not None:
             depth_draws.set_epoch(epoch)
+        tune.set_epoch(epoch)
         if dist.world_size > 1:  # dropout etc.: different draws on each rank, a function of (seed, epoch, rank)
             _seed_global_rngs(_epoch_seed(run.seed, epoch, dist.rank) ^ 0x5EED)
         train = train_one_epoch(
@@ -356,6 +376,7 @@ def _fit(
                 tags=("last", "best") if improved else ("last",),
             )  # fmt: skip
         dist.barrier()
+    tune.close()
     if stopper.should_stop:
         _LOG.info("early stopping: no new best %s validation result for %d epochs", monitor, run.patience)
     log.plot()
@@ -502,6 +523,15 @@ def _prepare_run_dir(
 
 
 # ================================================================================================ resume
+def _saved_preprocessing(recipe: Recipe, checkpoint: Checkpoint) -> Recipe:
+    """Unset ``aug.mean`` / ``std`` / ``interpolation`` of a resumed run: the values its first part resolved."""
+    unset = [k for k in ("mean", "std", "interpolation") if getattr(recipe.aug, k) is None]
+    if not unset:
+        return recipe
+    saved = recipe_from_dict(checkpoint.recipe()).aug
+    return recipe.replace(aug=dataclasses.replace(recipe.aug, **{k: getattr(saved, k) for k in unset}))
+
+
 def _resume(
     checkpoint: Checkpoint,
     recipe: Recipe,
