@@ -46,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data", default=None, metavar="PATH",
         help="evaluate models on PATH/<split>/<class>/ (ImageNet layout) instead of runs on their recipe's data",
     )  # fmt: skip
-    parser.add_argument("--workers", type=nonneg_int, default=4, help="with --data: loader processes (default: %(default)s)")
+    parser.add_argument(
+        "--workers", type=nonneg_int, default=4, help="with --data: loader processes (default: %(default)s)"
+    )
     parser.add_argument("--split", choices=("val", "test"), default="val", help="default: %(default)s")
     parser.add_argument(
         "--weights", choices=("auto", "ema", "raw"), default="auto", help="auto: EMA when saved (default)"
@@ -242,11 +244,7 @@ def run(args: argparse.Namespace) -> int:
     from timm_recipes.train.progress import ensure_progress_output
 
     ensure_progress_output(True)  # progress lines on stderr while it works
-    if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.data is not None:
-        if args.workers < 0:
-            raise ValueError(f"--workers must be >= 0, got {args.workers}")
         report = evaluate_models(
             args.checkpoints, args.data, split=args.split, batch_size=args.batch_size, device=args.device,
             num_workers=args.workers,
