@@ -249,7 +249,7 @@ class DataConfig(_Section):
             where = "the shard directory or URL prefix" if self.dataset == "wds" else "a local directory or Hub name"
             raise RecipeError("root", f"data.dataset={self.dataset!r} needs data.root: {where}")
         if not [k for k in self.image_key.split(";") if k.strip()]:
-            raise RecipeError("image_key", f"must name at least one member extension, e.g. 'jpg;png', got {self.image_key!r}")
+            raise RecipeError("image_key", f"must name member extensions such as 'jpg;png', got {self.image_key!r}")
         for key in ("label_key", "image_column", "label_column"):
             if not getattr(self, key).strip():
                 raise RecipeError(key, "must not be empty")

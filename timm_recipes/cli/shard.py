@@ -18,7 +18,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("root", type=Path, help="image folder with train/ (and val/, test/) sub-folders")
     parser.add_argument("--out", type=Path, required=True, help="shard folder to create (never overwritten)")
     parser.add_argument("--name", default=None, help="shard file prefix (default: the name of ROOT)")
-    parser.add_argument("--samples-per-shard", type=int, default=1000, help="samples per tar file (default %(default)s)")
+    parser.add_argument(
+        "--samples-per-shard", type=int, default=1000, help="samples per tar file (default %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample order (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -119,10 +119,12 @@ def _wds_split(recipe: Any, role: str, name: str, transform: Any) -> Any:
             f"{name!r}) is unknown and the schedule needs it: give it as data.{role}_samples=N, or put an _info.json "
             "with the split's num_samples and shard_lengths next to the shards (timm-recipes shard writes one)"
         )
-    return WdsSource(
+    source = WdsSource(
         split, _wds_classes(d, recipe.model.num_classes), transform, image_key=d.image_key, label_key=d.label_key,
         skip_corrupt=d.skip_corrupt, shuffle_buffer=d.shuffle_buffer,
     )  # fmt: skip
+    source.check_first_sample()
+    return source
 
 
 def _hfds_split(recipe: Any, name: str, transform: Any) -> Any:

@@ -24,7 +24,7 @@ import numpy as np
 
 from timm_recipes.data.datasets import CorruptImageError, decode_image
 
-__all__ = ["CorruptSampleError", "RawSample", "Source", "decode_sample", "check_label"]
+__all__ = ["CorruptSampleError", "RawSample", "Source", "check_label", "decode_sample"]
 
 RawSample = tuple[str, "bytes | np.ndarray", int]
 """``(key, encoded image bytes or a uint8 H×W×3 RGB array, label)``."""
@@ -79,10 +79,11 @@ def check_label(value: Any, num_classes: int, *, shard: str, key: str, what: str
     try:
         label = int(value.decode() if isinstance(value, (bytes, bytearray)) else value)
     except (TypeError, ValueError, UnicodeDecodeError):
-        raise ValueError(f"shard {shard!r}, sample {key!r}: {what} must be an integer class index, got {value!r}") from None
+        raise ValueError(
+            f"shard {shard!r}, sample {key!r}: {what} must be an integer class index, got {value!r}"
+        ) from None
     if not 0 <= label < num_classes:
         raise ValueError(
-            f"shard {shard!r}, sample {key!r}: {what}={label} is outside [0, {num_classes}) "
-            f"({num_classes} classes)"
+            f"shard {shard!r}, sample {key!r}: {what}={label} is outside [0, {num_classes}) ({num_classes} classes)"
         )
     return label

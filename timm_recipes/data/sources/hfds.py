@@ -97,7 +97,9 @@ class HfImageDataset(Dataset):
         elif num_classes is not None:
             classes = [str(i) for i in range(num_classes)]
         else:
-            raise ValueError(f"data.label_column {label_column!r} is not a ClassLabel: the number of classes is unknown")
+            raise ValueError(
+                f"data.label_column {label_column!r} is not a ClassLabel: the number of classes is unknown"
+            )
         if isinstance(ds.features[image_column], datasets.Image):
             ds = ds.cast_column(image_column, datasets.Image(decode=False))
         labels = np.asarray(ds.data.column(label_column).to_numpy(zero_copy_only=False))

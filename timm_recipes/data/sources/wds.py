@@ -134,7 +134,9 @@ def resolve_shards(
     if entry is not None:
         files, counts = list(entry.get("filenames", [])), list(entry.get("shard_lengths", []))
         if counts and len(counts) != len(files):
-            raise ValueError(f"_info.json of {root!r}: split {split!r} lists {len(files)} files but {len(counts)} lengths")
+            raise ValueError(
+                f"_info.json of {root!r}: split {split!r} lists {len(files)} files but {len(counts)} lengths"
+            )
         known = dict(zip(files, counts))
     if pattern:
         names = _expand(pattern)
@@ -265,6 +267,29 @@ class WdsSource(IterableDataset):
         data = sample[image_key]
         return (decode_sample(data, shard=url, key=f"{key}.{image_key}") if decode else data), label
 
+    def check_first_sample(self) -> None:
+        """Read the first sample of the first shard and check its members and label (before anything is written).
+
+        Raises:
+            ValueError: the sample lacks the ``data.image_key`` / ``data.label_key`` member (the members it has are
+                named), its label is out of range, or the shard cannot be read.
+        """
+        url = self.split.urls[0]
+        try:
+            key, sample = next(iter(self._samples(url)))
+        except StopIteration:
+            raise ValueError(f"shard {url!r} holds no sample") from None
+        except (tarfile.TarError, EOFError, OSError) as err:
+            raise ValueError(f"shard {url!r} is not a readable tar file ({err})") from err
+        members = sorted(k for k in sample if not k.startswith("__"))
+        if not any(k in sample for k in self.image_keys):
+            raise ValueError(f"data.image_key={';'.join(self.image_keys)!r}: sample {key!r} of shard {url!r} has no "
+                             f"such member (members: {', '.join(members)})")  # fmt: skip
+        if self.label_key not in sample:
+            raise ValueError(f"data.label_key={self.label_key!r}: sample {key!r} of shard {url!r} has no such member "
+                             f"(members: {', '.join(members)})")  # fmt: skip
+        self._parse(url, key, sample, decode=False)
+
     def iter_raw(self) -> Iterator[RawSample]:
         """``(shard#key, encoded image bytes, label)`` of every sample, shard by shard in the split's order."""
         for url in self.split.urls:
@@ -337,8 +362,14 @@ class WdsSource(IterableDataset):
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info is not None else (0, 1)
         epoch, seed, rank = int(self._epoch.value), self._seed, self._rank
-        common = {"num_shards": len(self.split.urls), "num_samples": self.split.num_samples,
-                  "lengths": self.split.lengths, "rank": rank, "world_size": self._world, "num_workers": workers}
+        common = {
+            "num_shards": len(self.split.urls),
+            "num_samples": self.split.num_samples,
+            "lengths": self.split.lengths,
+            "rank": rank,
+            "world_size": self._world,
+            "num_workers": workers,
+        }
         if self._train:
             plans = train_plan(**common, seed=seed, epoch=epoch, batch_size=self._batch)
         else:
@@ -451,8 +482,14 @@ class ShardLoader:
 
     def _plans(self) -> list[WorkerPlan]:
         s = self.source.split
-        common = {"num_shards": len(s.urls), "num_samples": s.num_samples, "lengths": s.lengths, "rank": self.rank,
-                  "world_size": self.world_size, "num_workers": max(1, self.num_workers)}
+        common = {
+            "num_shards": len(s.urls),
+            "num_samples": s.num_samples,
+            "lengths": s.lengths,
+            "rank": self.rank,
+            "world_size": self.world_size,
+            "num_workers": max(1, self.num_workers),
+        }
         if self.train:
             return train_plan(**common, seed=self.seed, epoch=self.epoch, batch_size=self.batch_size)
         return eval_plan(**common)

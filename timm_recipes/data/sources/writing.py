@@ -15,7 +15,6 @@ and an existing non-empty ``out`` is never overwritten.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
@@ -97,7 +96,7 @@ def write_shards(
                 for start in range(0, len(order), samples_per_shard):
                     filename = f"{name}-{split_name}-{len(filenames):06d}.tar"
                     chunk = order[start : start + samples_per_shard]
-                    with open(tmp / filename, "wb") as f, wds.TarWriter(f) as sink:
+                    with open(tmp / filename, "wb") as f, wds.TarWriter(f, mtime=0.0) as sink:
                         for pos, index in enumerate(chunk, start):
                             path, label = ds.samples[index]
                             with open(path, "rb") as image:
@@ -111,7 +110,7 @@ def write_shards(
                     lengths.append(len(chunk))
                 info["splits"][split_name] = {"name": split_name, "num_samples": len(ds), "filenames": filenames,
                                               "shard_lengths": lengths}  # fmt: skip
-        with io.open(tmp / "_info.json", "w", encoding="utf-8") as f:
+        with open(tmp / "_info.json", "w", encoding="utf-8") as f:
             json.dump(info, f, indent=2)
         if out.exists():
             out.rmdir()  # empty (checked above)
