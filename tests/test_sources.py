@@ -412,3 +412,25 @@ def test_class_names_of_a_classlabel_become_the_label_names(data) -> None:
     assert source_classes(_recipe("wds", data["shards"])) == CLASSES
     val = build_split(recipe, "val", None)
     assert [k for k, _, _ in itertools.islice(val.iter_raw(), 2)] == ["row 0", "row 1"]
+
+
+def test_hub_dataset_through_hf_endpoint(data, hub_server) -> None:
+    """A parquet dataset repo uploaded with the real huggingface_hub client, read back by ``datasets`` over HTTP."""
+    from huggingface_hub import HfApi
+
+    from timm_recipes.hub.runs import dataset_classes
+
+    repo = f"{hub_server.state.orgs[0]}/digits-parquet"
+    api = HfApi(token=hub_server.state.token)
+    api.create_repo(repo, repo_type="dataset", exist_ok=True)
+    api.upload_folder(repo_id=repo, repo_type="dataset", folder_path=str(data["parquet"]), path_in_repo="data")
+    recipe = _recipe("hfds", repo)
+    splits = build_datasets(recipe)
+    assert (len(splits.train), len(splits.val)) == (50, 49)
+    assert dataset_classes(recipe) == splits.classes == [f"digit {c}" for c in CLASSES]  # the export's label names
+    folder_recipe = _recipe("folder", data["folder"])
+    ref = build_datasets(folder_recipe)
+    assert _flat(_epoch(create_eval_loader(recipe, splits.val), 0)) == _flat(
+        _epoch(create_eval_loader(folder_recipe, ref.val), 0)
+    )
+    assert any(r.path.startswith(f"/datasets/{repo}/resolve/") for r in hub_server.state.requests)
