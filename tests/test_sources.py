@@ -306,14 +306,18 @@ def test_undecodable_member_is_a_named_error_or_a_counted_skip(data, tmp_path) -
 
     good = Path(next(iter(ImageFolderDataset(data["folder"] / "train").samples))[0]).read_bytes()
     with open(tmp_path / "bad-train-0.tar", "wb") as f, wds.TarWriter(f) as sink:
-        for i in range(6):
-            sink.write({"__key__": f"s{i}", "jpg": b"not a jpeg" if i == 3 else good, "cls": "1"})
+        for i in range(6):  # the last sample is corrupt: nothing follows it to carry the report
+            sink.write({"__key__": f"s{i}", "jpg": b"not a jpeg" if i == 5 else good, "cls": "1"})
     split = resolve_shards(str(tmp_path), "train", num_samples=6)
-    with pytest.raises(CorruptSampleError, match=r"bad-train-0.tar.*'s3\.jpg'"):
+    with pytest.raises(CorruptSampleError, match=r"bad-train-0\.tar.*'s5\.jpg'"):
         _epoch(WdsSource(split, CLASSES).loader(batch_size=2, train=True), 0)
-    loader = WdsSource(split, CLASSES, skip_corrupt=True, shuffle_buffer=0).loader(batch_size=2, train=True)
-    assert len(_epoch(loader, 0)) == 3
-    assert loader.epoch_corrupt_files == [f"{tmp_path / 'bad-train-0.tar'}#s3"]
+    source = WdsSource(split, CLASSES, skip_corrupt=True, shuffle_buffer=0)
+    loader = source.loader(batch_size=2, train=True)
+    assert len(_epoch(loader, 0)) == 3  # 5 good samples and one more to keep the steps: the quota is met
+    assert loader.epoch_corrupt_files == [f"{tmp_path / 'bad-train-0.tar'}#s5"]
+    evaluation = source.loader(batch_size=2, train=False)
+    assert sum(len(b) for b in _epoch(evaluation, 0)) == 5  # evaluation counts the 5 good ones once
+    assert evaluation.epoch_corrupt_files == [f"{tmp_path / 'bad-train-0.tar'}#s5"]
 
 
 # ------------------------------------------------------------------------------------------ timm interop

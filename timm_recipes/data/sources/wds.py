@@ -297,53 +297,43 @@ class WdsSource(IterableDataset):
                 data, label = self._parse(url, key, sample, decode=False)
                 yield f"{url}#{key}", data, label
 
-    def _read(self, plan: WorkerPlan, skipped: list[str]) -> Iterator[tuple[np.ndarray, int]]:
-        """The decoded samples of one worker's plan; corrupt ones skipped into ``skipped`` or raised."""
-        yielded, produced_any = 0, False
-        while True:
-            produced_in_pass = False
-            for piece in plan.pieces:
-                url = self.split.urls[piece.shard]
-                index = -1
-                try:
-                    for index, (key, sample) in enumerate(self._samples(url)):
-                        if index < piece.start:
-                            continue
-                        if piece.stop is not None and index >= piece.stop:
-                            break
-                        try:
-                            item = self._parse(url, key, sample, decode=True)
-                        except CorruptImageError as err:
-                            if not self.skip_corrupt:
-                                raise
-                            skipped.append(f"{url}#{key}")
-                            _LOG.debug("skipping %s", err)
-                            continue
-                        produced_in_pass = produced_any = True
-                        yield item
-                        yielded += 1
-                        if plan.quota is not None and yielded >= plan.quota:
-                            return
-                except (tarfile.TarError, EOFError, OSError) as err:  # a truncated or damaged shard
-                    if not self.skip_corrupt:
-                        raise CorruptSampleError(url, f"after sample {index}", f"unreadable tar data ({err})") from err
-                    skipped.append(f"{url} (unreadable after sample {index})")
-                    continue
-                if piece.stop is not None and index + 1 < piece.stop and not self.skip_corrupt:
-                    raise CorruptSampleError(
-                        url, f"#{index + 1}", f"the shard ends after {index + 1} samples, but its length is given as "
-                        f"{piece.stop} (_info.json shard_lengths)"
-                    )  # fmt: skip
-            if plan.quota is None or yielded >= plan.quota:
-                return
-            if not produced_in_pass:
-                raise RuntimeError(
-                    f"no usable sample in the shards {[self.split.urls[p.shard] for p in plan.pieces]} of one "
-                    f"worker: cannot fill its {plan.quota} samples" + ("" if produced_any else " (all corrupt?)")
-                )
-            # Short of the quota (skipped samples, or whole shards read in a loop): start over.
+    def _read_once(self, plan: WorkerPlan, skipped: list[str]) -> Iterator[tuple[str, str, bytes, int, str]]:
+        """One pass over a worker's pieces: ``(shard, key, encoded image, label, image member)``, not decoded yet.
+
+        A missing member or a truncated shard is raised (naming the shard and the sample) or, with
+        ``skip_corrupt``, recorded in ``skipped``.
+        """
+        for piece in plan.pieces:
+            url = self.split.urls[piece.shard]
+            index = -1
+            try:
+                for index, (key, sample) in enumerate(self._samples(url)):
+                    if index < piece.start:
+                        continue
+                    if piece.stop is not None and index >= piece.stop:
+                        break
+                    try:
+                        data, label = self._parse(url, key, sample, decode=False)
+                    except CorruptImageError:
+                        if not self.skip_corrupt:
+                            raise
+                        skipped.append(f"{url}#{key}")
+                        continue
+                    member = next(k for k in self.image_keys if k in sample)
+                    yield url, key, data, label, member
+            except (tarfile.TarError, EOFError, OSError) as err:  # a truncated or damaged shard
+                if not self.skip_corrupt:
+                    raise CorruptSampleError(url, f"after sample {index}", f"unreadable tar data ({err})") from err
+                skipped.append(f"{url} (unreadable after sample {index})")
+                continue
+            if piece.stop is not None and index + 1 < piece.stop and not self.skip_corrupt:
+                raise CorruptSampleError(
+                    url, f"#{index + 1}", f"the shard ends after {index + 1} samples, but its length is given as "
+                    f"{piece.stop} (_info.json shard_lengths)"
+                )  # fmt: skip
 
     def _shuffled(self, items: Iterator[Any], rng: random.Random) -> Iterator[Any]:
+        """A shuffle buffer of ``shuffle_buffer`` samples (holding the encoded bytes, not decoded images)."""
         size = self.shuffle_buffer
         if size <= 1:
             yield from items
@@ -378,15 +368,55 @@ class WdsSource(IterableDataset):
         holder = _Holder(self.transform)
         seeded = _SeededDataset(holder, seed)
         skipped: list[str] = []
-        # Each sample is numbered by its place in the plan before the shuffle buffer: its augmentation depends on
-        # (seed, epoch, rank, that place), not on the buffer or the number of workers.
-        numbered = ((plan.first_position + i, item) for i, item in enumerate(self._read(plan, skipped)))
-        if self._train:
-            numbered = self._shuffled(numbered, random.Random(_derive_seed(seed, _BUFFER, epoch, rank, worker)))
-        for position, (image, label) in numbered:
-            holder.item = ((image, label), skipped[:])
+
+        def emit(image: np.ndarray, label: int, position: int) -> tuple[Any, list[str]]:
+            holder.item = ((image, label), skipped[:])  # the skips since the previous sample travel with this one
             skipped.clear()
-            yield seeded[_Key(epoch, rank, position, 0)]
+            return seeded[_Key(epoch, rank, position, 0)]
+
+        pending = None  # one sample held back, so that skips after the last sample are still reported
+        rng = random.Random(_derive_seed(seed, _BUFFER, epoch, rank, worker))
+        for image, label, position in self._decoded(plan, skipped, rng):
+            if pending is not None:
+                yield emit(*pending)
+            pending = (image, label, position)
+        if pending is not None:
+            yield emit(*pending)
+
+    def _decoded(
+        self, plan: WorkerPlan, skipped: list[str], rng: random.Random
+    ) -> Iterator[tuple[np.ndarray, int, int]]:
+        """``(image, label, position)`` for one worker's plan: exactly its quota (or all its samples for evaluation)."""
+        accepted, numbered = 0, 0
+        # Exactly one pass when nothing is skipped and the plan is exact. Otherwise (samples skipped as corrupt, or
+        # whole shards dealt with only a total count known) further passes fill the quota, and stop as soon as it is.
+        while plan.quota is None or accepted < plan.quota:
+            good_in_pass = 0
+            raw = self._read_once(plan, skipped)
+            if self._train:
+                raw = self._shuffled(raw, rng)
+            for url, key, data, label, member in raw:
+                # The sample's place in the plan's reading order (before the shuffle buffer) keys its augmentation:
+                # it depends on (seed, epoch, rank, that place), not on the buffer or the number of workers.
+                position = plan.first_position + numbered
+                numbered += 1
+                try:
+                    image = decode_sample(data, shard=url, key=f"{key}.{member}")
+                except CorruptImageError:
+                    if not self.skip_corrupt:
+                        raise
+                    skipped.append(f"{url}#{key}")
+                    continue
+                yield image, label, position
+                accepted, good_in_pass = accepted + 1, good_in_pass + 1
+                if plan.quota is not None and accepted >= plan.quota:
+                    return
+            if plan.quota is None:
+                return
+            if good_in_pass == 0:
+                shards = [self.split.urls[p.shard] for p in plan.pieces]
+                raise RuntimeError(f"no usable sample in the shards {shards} of one worker: cannot fill its quota of "
+                                   f"{plan.quota} samples")  # fmt: skip
 
     # ------------------------------------------------------------------------------------------- the loader
     def loader(
