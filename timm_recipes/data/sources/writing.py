@@ -96,7 +96,7 @@ def write_shards(
                 for start in range(0, len(order), samples_per_shard):
                     filename = f"{name}-{split_name}-{len(filenames):06d}.tar"
                     chunk = order[start : start + samples_per_shard]
-                    with open(tmp / filename, "wb") as f, wds.TarWriter(f, mtime=0.0) as sink:
+                    with open(tmp / filename, "wb") as f, wds.TarWriter(f, mtime=0) as sink:
                         for pos, index in enumerate(chunk, start):
                             path, label = ds.samples[index]
                             with open(path, "rb") as image:
