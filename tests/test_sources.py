@@ -438,3 +438,37 @@ def test_hub_dataset_through_hf_endpoint(data, hub_server) -> None:
         _epoch(create_eval_loader(folder_recipe, ref.val), 0)
     )
     assert any(r.path.startswith(f"/datasets/{repo}/resolve/") for r in hub_server.state.requests)
+
+
+def test_local_imagefolder_and_save_to_disk_directories(data, tmp_path) -> None:
+    """``datasets``' imagefolder layout (our folder itself) and a ``save_to_disk`` directory: the same raw bytes."""
+    import datasets
+
+    recipe = _recipe("hfds", data["folder"])
+    val = build_split(recipe, "val", None)  # imagefolder names the val/ folder's split "validation"
+    assert val.classes == CLASSES and len(val) == 49
+    folder_bytes = collections.Counter(
+        Path(p).read_bytes() for p, _ in ImageFolderDataset(data["folder"] / "val").samples
+    )
+    assert collections.Counter(bytes(b) for _, b, _ in val.iter_raw()) == folder_bytes
+    datasets.DatasetDict({"validation": val.ds}).save_to_disk(str(tmp_path / "saved"))
+    saved = build_split(_recipe("hfds", tmp_path / "saved"), "val", None)
+    assert collections.Counter(bytes(b) for _, b, _ in saved.iter_raw()) == folder_bytes
+    assert list(saved.targets) == list(val.targets)
+    with pytest.raises(FileNotFoundError, match=r"data\.train_split: .*no split 'nope' \(splits: \['validation'\]\)"):
+        build_split(_recipe("hfds", tmp_path / "saved", **{"data.train_split": "nope"}), "train", None)
+
+
+def test_shards_from_fsspec_urls(data) -> None:
+    """Shards and _info.json behind a URL that fsspec opens (its in-memory file system stands in for object storage)."""
+    import fsspec
+
+    memory = fsspec.filesystem("memory")
+    for path in data["shards"].iterdir():
+        memory.pipe(f"/wds-bucket/{path.name}", path.read_bytes())
+    remote = build_split(_recipe("wds", "memory://wds-bucket"), "train", None)
+    assert remote.split.urls[0].startswith("memory://wds-bucket/") and remote.split.lengths == (8,) * 6 + (2,)
+    local = build_split(_recipe("wds", data["shards"]), "train", None)
+    assert [(label, bytes(b)) for _, b, label in remote.iter_raw()] == [
+        (label, bytes(b)) for _, b, label in local.iter_raw()
+    ]
