@@ -175,8 +175,8 @@ def test_more_ranks_times_workers_than_shards(data) -> None:
     for sp, expected_steps in ((split, 24 // 6), (count_only, 30 // 6)):
         source = WdsSource(sp, CLASSES, shuffle_buffer=4)
         per_rank = []
-        for rank in (0, 1):
-            loader = source.loader(batch_size=3, train=True, num_workers=3, seed=2, rank=rank, world_size=2)
+        loaders = [source.loader(batch_size=3, train=True, num_workers=3, seed=2, rank=r, world_size=2) for r in (0, 1)]
+        for loader in loaders:  # two loaders of one source, each with its own rank
             batches = _epoch(loader, 1)
             assert len(batches) == len(loader) == expected_steps and all(len(b) == 3 for b in batches)
             per_rank.append(_flat(batches))

@@ -18,6 +18,7 @@ Split sizes come from an ``_info.json`` in timm's format (``{"splits": {name: {"
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import multiprocessing
@@ -228,7 +229,7 @@ class WdsSource(IterableDataset):
         self.skip_corrupt, self.shuffle_buffer = bool(skip_corrupt), int(shuffle_buffer)
         self.corrupt_files: set[str] = set()
         self.origin = f"{len(split.urls)} WebDataset shards of split {split.name!r}"
-        # Set by the loader; the epoch lives in shared memory so that persistent workers see every new epoch.
+        # Set in each loader's copy; the epoch lives in shared memory so that persistent workers see every new epoch.
         self._epoch = multiprocessing.RawValue("q", 0)
         self._seed, self._rank, self._world, self._batch, self._train = 0, 0, 1, 1, False
 
@@ -478,14 +479,18 @@ class ShardLoader:
                 f"data.batch_size={batch_size} x {world_size} processes = a global batch of {batch_size * world_size} "
                 f"images, more than the {n} training samples of {source.origin}; lower data.batch_size"
             )
-        source._seed, source._rank, source._world, source._batch, source._train = int(seed), rank, world_size, \
-            int(batch_size), bool(train)  # fmt: skip
+        # The loader's own view of the source (its rank, batch, epoch), so that several loaders can share a source.
+        view = copy.copy(source)
+        view._epoch = multiprocessing.RawValue("q", 0)
+        view._seed, view._rank, view._world, view._batch, view._train = int(seed), rank, world_size, int(batch_size), \
+            bool(train)  # fmt: skip
+        self._view = view
         self.source, self.dataset, self.seed, self.epoch = source, source, int(seed), 0
         self.rank, self.world_size, self.train = rank, world_size, bool(train)
         self.epoch_corrupt_files: list[str] = []
         self._generator = torch.Generator()
         self.loader = DataLoader(
-            source, batch_size=int(batch_size), num_workers=int(num_workers), drop_last=False,
+            view, batch_size=int(batch_size), num_workers=int(num_workers), drop_last=False,
             collate_fn=_ReportingCollate(collate_fn or default_collate), pin_memory=pin_memory,
             persistent_workers=persistent_workers, generator=self._generator,
         )  # fmt: skip
@@ -536,7 +541,7 @@ class ShardLoader:
 
     def __iter__(self) -> Iterator[Any]:
         epoch = self.epoch
-        self.source._epoch.value = epoch
+        self._view._epoch.value = epoch
         self._generator.manual_seed(_derive_seed(self.seed, _WORKERS, epoch))
         skipped: list[str] = []
         batches = 0
