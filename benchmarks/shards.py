@@ -95,10 +95,9 @@ def main() -> None:
                                                                                          ("wds", shards))}  # fmt: skip
         wall: dict = {key: [] for key in loaders}
         cpu: dict = {key: [] for key in loaders}
-        epoch = 0
         for round_ in range(warmup + repeats):
             for key, loader in loaders.items():
-                loader.set_epoch(epoch)
+                loader.set_epoch(round_)
                 c0, t0 = cpu_seconds(), time.perf_counter()
                 images = sum(int(batch[0].shape[0]) for batch in loader)
                 t1, c1 = time.perf_counter(), cpu_seconds()
@@ -106,22 +105,23 @@ def main() -> None:
                 if round_ >= warmup:
                     wall[key].append(t1 - t0)
                     cpu[key].append(c1 - c0)
-            epoch += 1
     results, rows = {}, []
     n_images = (NUM_CLASSES * PER_CLASS // BATCH) * BATCH
     for w in WORKERS:
         f_wall, s_wall = summarize(wall[("folder", w)]), summarize(wall[("wds", w)])
         f_cpu, s_cpu = summarize(cpu[("folder", w)]), summarize(cpu[("wds", w)])
         ratio_wall, ratio_cpu = s_wall["median"] / f_wall["median"], s_cpu["median"] / f_cpu["median"]
+        # The least disturbed round of each (a shared machine only ever adds time): a second, robust estimate.
+        ratio_min = min(cpu[("wds", w)]) / min(cpu[("folder", w)])
         results[f"workers_{w}"] = {
             "folder_wall_s": f_wall, "wds_wall_s": s_wall, "folder_cpu_s": f_cpu, "wds_cpu_s": s_cpu,
-            "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu, "target": TARGET,
+            "ratio_wall": ratio_wall, "ratio_cpu": ratio_cpu, "ratio_cpu_min": ratio_min, "target": TARGET,
         }  # fmt: skip
-        rows.append([w, n_images / f_wall["median"], n_images / s_wall["median"], ratio_wall, ratio_cpu, TARGET,
-                     "yes" if ratio_cpu <= TARGET else "no"])  # fmt: skip
+        rows.append([w, n_images / f_wall["median"], n_images / s_wall["median"], ratio_wall, ratio_cpu, ratio_min,
+                     TARGET, "yes" if ratio_cpu <= TARGET else "no"])  # fmt: skip
     table = markdown_table(
-        ["workers", "folder images/s", "shards images/s", "shards/folder (wall)", "shards/folder (CPU)", "target",
-         "met (CPU)"], rows)  # fmt: skip
+        ["workers", "folder images/s", "shards images/s", "shards/folder (wall, median)", "(CPU, median)",
+         "(CPU, best round)", "target", "met (CPU median)"], rows)  # fmt: skip
     load = os.getloadavg()[0]
     notes = (
         f"{n_images} training images per epoch ({NUM_CLASSES} classes x {PER_CLASS} JPEGs ~500x375; "

@@ -376,7 +376,7 @@ def test_bad_input_is_refused_before_anything_is_written(data, tmp_path) -> None
         shutil.copy(tar, bare / tar.name)  # no _info.json
     _fails_before_writing(_recipe("wds", bare), tmp_path, ValueError, r"data.train_samples: the number of samples")
     _fails_before_writing(_recipe("wds", data["shards"], **{"data.image_key": "png;webp"}), tmp_path, ValueError,
-                          r"data.image_key='png;webp'.*members: cls, jpg, json")  # fmt: skip
+                          r"data.image_key='png;webp'.*members: cls, jpg\)")  # fmt: skip
     _fails_before_writing(_recipe("wds", data["shards"], **{"data.label_key": "label"}), tmp_path, ValueError,
                           r"data.label_key='label'")  # fmt: skip
     _fails_before_writing(_recipe("hfds", data["parquet"], **{"data.image_column": "img"}), tmp_path, ValueError,

@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--samples-per-shard", type=int, default=1000, help="samples per tar file (default %(default)s)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample order (default %(default)s)")
+    parser.add_argument("--json", action="store_true", help="add a json member per sample (original file name)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from timm_recipes.data.sources.writing import write_shards
 
     info = write_shards(args.root, args.out, name=args.name, samples_per_shard=args.samples_per_shard,
-                        seed=args.seed, progress=not args.no_progress)  # fmt: skip
+                        seed=args.seed, json_sidecar=args.json, progress=not args.no_progress)  # fmt: skip
     for split in info["splits"].values():
         print(f"{split['name']}: {split['num_samples']} samples in {len(split['filenames'])} shards")
     print(f"wrote {args.out / '_info.json'} ({len(info['classes'])} classes); train with "

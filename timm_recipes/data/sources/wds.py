@@ -69,7 +69,7 @@ def _open(url: str) -> Any:
         import fsspec
 
         return fsspec.open(url, "rb").open()
-    return open(url.removeprefix("file://"), "rb")
+    return open(url.removeprefix("file://"), "rb", buffering=1 << 20)  # fewer read calls under tarfile's 10 KB reads
 
 
 def load_info(root: str | None) -> dict[str, Any]:

@@ -2,10 +2,13 @@
 
 ``root/{train,val,test}/<class>/<image>`` becomes ``out/<name>-<split>-<NNNNNN>.tar`` (``val`` is named
 ``validation``, as in timm's ImageNet shards) with, per sample, the file's original encoded bytes (no re-encoding)
-under its extension (``jpg`` for ``.jpg``/``.jpeg``), the class index as text in ``cls`` and a ``json`` sidecar
-(``{"filename": "<class>/<file>", "label": i, "class": "<class>"}``); ``out/_info.json`` lists per split its name,
-``num_samples``, ``filenames`` and ``shard_lengths``, plus the class names (``classes``), so that both timm's reader
-(``timm.data.create_dataset("wds/<name>", root=out, split="train")``) and ours know every epoch's length exactly.
+under its extension (``jpg`` for ``.jpg``/``.jpeg``) and the class index as text in ``cls``; with
+``json_sidecar=True`` also a ``json`` member (``{"filename": "<class>/<file>", "label": i, "class": "<class>"}``).
+It is off by default: reading parses one tar header per member in Python, and two members per sample keep shards
+close to a folder's speed (``benchmarks/shards.py``). Headers are plain ustar (integer mtime 0: no PAX records).
+``out/_info.json`` lists per split its name, ``num_samples``, ``filenames`` and ``shard_lengths``, plus the class
+names (``classes``), so that both timm's reader (``timm.data.create_dataset("wds/<name>", root=out,
+split="train")``) and ours know every epoch's length exactly.
 
 The samples of each split are written in the order of a permutation drawn from ``seed`` (sorting raw PCG64 outputs,
 stable across NumPy versions), so shards mix the classes and the same folder and seed give the same bytes. The
@@ -43,6 +46,7 @@ def write_shards(
     name: str | None = None,
     samples_per_shard: int = 1000,
     seed: int = 0,
+    json_sidecar: bool = False,
     progress: bool = True,
 ) -> dict:
     """Convert the ``train``/``val``/``test`` sub-folders of ``root`` to shards in ``out``.
@@ -53,6 +57,7 @@ def write_shards(
         name: the shard file prefix (default: the name of ``root``).
         samples_per_shard: samples per tar file (the last shard of a split holds the rest).
         seed: the seed of the sample order.
+        json_sidecar: also write a ``json`` member per sample (original file name, label, class name).
         progress: show a progress bar.
 
     Returns:
@@ -101,10 +106,12 @@ def write_shards(
                             path, label = ds.samples[index]
                             with open(path, "rb") as image:
                                 data = image.read()
-                            rel = os.path.relpath(path, ds.root).replace(os.sep, "/")
-                            meta = {"filename": rel, "label": int(label), "class": classes[label]}
-                            sink.write({"__key__": f"{pos:08d}", _member_ext(path): data, "cls": str(int(label)),
-                                        "json": json.dumps(meta)})  # fmt: skip
+                            sample = {"__key__": f"{pos:08d}", _member_ext(path): data, "cls": str(int(label))}
+                            if json_sidecar:
+                                rel = os.path.relpath(path, ds.root).replace(os.sep, "/")
+                                sample["json"] = json.dumps({"filename": rel, "label": int(label),
+                                                             "class": classes[label]})  # fmt: skip
+                            sink.write(sample)
                             bar.update(1)
                     filenames.append(filename)
                     lengths.append(len(chunk))
