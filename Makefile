@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/data_pipeline.py
 	$(BIN)/python benchmarks/mixing.py
 	$(BIN)/python benchmarks/trainer_overhead.py
+	$(BIN)/python benchmarks/shards.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

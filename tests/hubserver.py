@@ -1,14 +1,17 @@
 """A small Hugging Face Hub-compatible HTTP server for the test suite, bound to 127.0.0.1.
 
 It implements the endpoints that the real ``huggingface_hub`` client calls to create a repository, upload files in
-one commit and download them again, so that publishing and ``timm.create_model(..., pretrained=True)`` run end to end
-without patching either library:
+one commit and download them again, so that publishing, ``timm.create_model(..., pretrained=True)`` and
+``datasets.load_dataset("org/name")`` (a parquet dataset repository) run end to end without patching any library.
+Dataset repositories are served under the same routes with ``datasets`` in place of ``models`` (``/api/datasets/...``,
+``/datasets/{repo}/resolve/...``) and stored as ``datasets/{repo}``:
 
     GET    /api/whoami-v2                                     who owns the token (401 for an unknown token)
     POST   /api/repos/create, DELETE /api/repos/delete        create (409 if it exists) / delete a model repo
     POST   /api/validate-yaml                                 README.md metadata check before a commit
     GET    /api/models/{repo}[/revision/{rev}]                model_info, repo_exists
     GET    /api/models/{repo}/tree/{rev}[/{path}]             list_repo_tree / list_repo_files
+    POST   /api/models/{repo}/paths-info/{rev}                get_paths_info (HfFileSystem, used by datasets)
     POST   /api/models/{repo}/branch/{branch}                 create_branch
     POST   /api/models/{repo}/preupload/{rev}                 "lfs" or "regular" upload mode per file
     POST   /api/models/{repo}/commit/{rev}                    NDJSON commit: inline base64 files, LFS pointers
@@ -250,7 +253,7 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _repo(self, repo_id: str, *, write: bool = False) -> Repo:
         if write:
-            self._require_write(repo_id.split("/")[0])
+            self._require_write(repo_id.removeprefix("datasets/").split("/")[0])
         access = self._access()
         repo = self.state.repos.get(repo_id)
         if repo is None or (repo.private and access is None):
@@ -275,8 +278,12 @@ class HubHandler(BaseHTTPRequestHandler):
             return self._delete_repo()
         if s == ["api", "validate-yaml"] and method == "POST":
             return self._validate_yaml()
-        if len(s) >= 4 and s[:2] == ["api", "models"]:
-            repo_id, rest = f"{s[2]}/{s[3]}", s[4:]
+        if len(s) >= 4 and s[:2] in (["api", "models"], ["api", "datasets"]):
+            repo_id, rest = _repo_key(s[1], f"{s[2]}/{s[3]}"), s[4:]
+            if len(rest) == 2 and rest[0] == "paths-info" and method == "POST":
+                return self._paths_info(repo_id, rest[1])
+            if rest and rest[0] == "parquet":  # the Hub's parquet conversion: not served (the files are parquet)
+                raise HubError(404, "No parquet conversion on the test Hub", "EntryNotFound")
             if not rest and method == "GET":
                 return self._model_info(repo_id, "main")
             if len(rest) == 2 and rest[0] == "revision" and method == "GET":
@@ -299,6 +306,14 @@ class HubHandler(BaseHTTPRequestHandler):
                 return self._lfs_batch(repo_id)
             if s[5] == "verify":
                 return self._lfs_verify(repo_id)
+        if len(s) == 7 and s[0] == "datasets" and s[2].endswith(".git") and s[3:6] == ["info", "lfs", "objects"]:
+            repo_id = _repo_key("datasets", f"{s[1]}/{s[2].removesuffix('.git')}")
+            if s[6] == "batch" and method == "POST":
+                return self._lfs_batch(repo_id)
+            if s[6] == "verify" and method == "POST":
+                return self._lfs_verify(repo_id)
+        if len(s) >= 6 and s[0] == "datasets" and s[3] == "resolve" and method in ("GET", "HEAD"):
+            return self._resolve(_repo_key("datasets", f"{s[1]}/{s[2]}"), s[4], "/".join(s[5:]))
         if len(s) >= 5 and s[2] == "resolve" and method in ("GET", "HEAD"):
             return self._resolve(f"{s[0]}/{s[1]}", s[3], "/".join(s[4:]))
         raise HubError(404, f"No route for {method} {urlsplit(self.path).path}")
@@ -315,10 +330,11 @@ class HubHandler(BaseHTTPRequestHandler):
 
     def _create_repo(self) -> None:
         payload = self._json_body()
-        if payload.get("type", "model") != "model":
-            raise HubError(400, "This test server only hosts model repositories")
+        kind = payload.get("type", "model")
+        if kind not in ("model", "dataset"):
+            raise HubError(400, "This test server hosts model and dataset repositories only")
         namespace = payload.get("organization") or self.state.user
-        repo_id = f"{namespace}/{payload['name']}"
+        repo_id = _repo_key(f"{kind}s", f"{namespace}/{payload['name']}")
         self._require_write(namespace)
         url = f"{self.server.url}/{repo_id}"
         with self.state.lock:
@@ -334,7 +350,7 @@ class HubHandler(BaseHTTPRequestHandler):
     def _delete_repo(self) -> None:
         payload = self._json_body()
         namespace = payload.get("organization") or self.state.user
-        repo_id = f"{namespace}/{payload['name']}"
+        repo_id = _repo_key(f"{payload.get('type', 'model')}s", f"{namespace}/{payload['name']}")
         self._require_write(namespace)
         with self.state.lock:
             if self.state.repos.pop(repo_id, None) is None:
@@ -362,12 +378,14 @@ class HubHandler(BaseHTTPRequestHandler):
         repo = self._repo(repo_id)
         commit = self._commit(repo, revision)
         siblings = [{"rfilename": path} for path in sorted(commit.files)]
+        public_id = repo_id.removeprefix("datasets/")
         self._send_json(
             {
                 "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24],
-                "id": repo_id,
-                "modelId": repo_id,
-                "author": repo_id.split("/")[0],
+                "id": public_id,
+                **({} if repo_id.startswith("datasets/") else {"modelId": public_id}),
+                "author": public_id.split("/")[0],
+                "lastModified": "2026-01-01T00:00:00.000Z",
                 "sha": commit.oid,
                 "private": repo.private,
                 "disabled": False,
@@ -396,6 +414,26 @@ class HubHandler(BaseHTTPRequestHandler):
         if prefix and not entries and not folders:
             raise HubError(404, f"{folder} does not exist", "EntryNotFound")
         entries += [{"type": "directory", "oid": "0" * 40, "size": 0, "path": f} for f in sorted(folders)]
+        self._send_json(entries)
+
+    def _paths_info(self, repo_id: str, revision: str) -> None:
+        commit = self._commit(self._repo(repo_id), revision)
+        body = self.body.decode()
+        if self.headers.get("Content-Type", "").startswith("application/json"):
+            paths = self._json_body().get("paths", [])
+        else:
+            paths = parse_qs(body).get("paths", [])
+        entries = []
+        for path in paths:
+            path = path.strip("/")
+            blob = commit.files.get(path)
+            if blob is not None:
+                entry = {"type": "file", "oid": blob.git_oid, "size": len(blob.data), "path": path}
+                if blob.lfs:
+                    entry["lfs"] = {"oid": blob.sha256, "size": len(blob.data), "pointerSize": len(blob.pointer)}
+                entries.append(entry)
+            elif any(p.startswith(f"{path}/") for p in commit.files):
+                entries.append({"type": "directory", "oid": "0" * 40, "size": 0, "path": path})
         self._send_json(entries)
 
     def _create_branch(self, repo_id: str, branch: str) -> None:
@@ -527,6 +565,11 @@ class HubHandler(BaseHTTPRequestHandler):
             headers["Content-Range"] = f"bytes {start}-{end}/{len(blob.data)}"
         headers["Content-Length"] = str(len(data))
         self._send(status, data, headers)
+
+
+def _repo_key(kind: str, repo_id: str) -> str:
+    """Model repos are stored under their id, dataset repos under ``datasets/<id>`` (the Hub's URL prefix)."""
+    return f"datasets/{repo_id}" if kind == "datasets" else repo_id
 
 
 class HubServer(ThreadingHTTPServer):

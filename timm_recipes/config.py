@@ -228,17 +228,44 @@ class ModelConfig(_Section):
 class DataConfig(_Section):
     """Where the images come from. ``batch_size`` is per process (the global batch is ``world_size`` times it)."""
 
-    dataset: Literal["folder", "digits"] = "folder"  # folder: root/train, root/val[, root/test] (ImageNet layout)
+    # folder: root/train, root/val[, root/test] (ImageNet layout); wds: tar shards in or under root (WebDataset);
+    # hfds: a Hugging Face dataset (local directory or Hub name in root). See timm_recipes.data.sources.
+    dataset: Literal["folder", "digits", "wds", "hfds"] = "folder"
     root: str | None = None
     image_size: int = _f(32, ge=8)  # digits only: side of the rendered digits
     batch_size: int = _f(128, ge=1)
     num_workers: int = _f(4, ge=0)
     skip_corrupt: bool = False
     pin_memory: bool = True
+    # wds / hfds: split names (None: "train"; "validation" or "val"; "test" when present).
+    train_split: str | None = None
+    val_split: str | None = None
+    test_split: str | None = None
+    # wds: shard patterns ('train-{0000..1023}.tar', '::'-lists, fsspec URLs; relative to root). None: _info.json.
+    train_shards: str | None = None
+    val_shards: str | None = None
+    test_shards: str | None = None
+    # wds: samples per split when no _info.json gives them (the schedule needs the training count).
+    train_samples: int | None = _f(None, ge=1)
+    val_samples: int | None = _f(None, ge=1)
+    test_samples: int | None = _f(None, ge=1)
+    image_key: str = "jpg;png;webp"  # wds: member extensions tried in order for the image
+    label_key: str = "cls"  # wds: member extension of the integer label
+    shuffle_buffer: int = _f(1000, ge=0)  # wds: samples in each worker's shuffle buffer (training)
+    image_column: str = "image"  # hfds
+    label_column: str = "label"  # hfds
 
     def _check(self) -> None:
         if self.dataset == "folder" and self.root is not None and not self.root:
             raise RecipeError("root", "must be a folder path or null, got ''")
+        if self.dataset in ("wds", "hfds") and not self.root and not (self.dataset == "wds" and self.train_shards):
+            where = "the shard directory or URL prefix" if self.dataset == "wds" else "a local directory or Hub name"
+            raise RecipeError("root", f"data.dataset={self.dataset!r} needs data.root: {where}")
+        if not [k for k in self.image_key.split(";") if k.strip()]:
+            raise RecipeError("image_key", f"must name member extensions such as 'jpg;png', got {self.image_key!r}")
+        for key in ("label_key", "image_column", "label_column"):
+            if not getattr(self, key).strip():
+                raise RecipeError(key, "must not be empty")
 
 
 AUG_DEFAULTS: dict[str, Any] = {"interpolation": "bilinear", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD}

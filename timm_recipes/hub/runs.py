@@ -74,9 +74,17 @@ def run_measurements(run_dir: str | os.PathLike[str], recipe: Any, epoch: int | 
 
 
 def dataset_classes(recipe: Any) -> list[str] | None:
-    """Class names of the recipe's data: ``0`` … ``9`` for the digits, the sub-folders of ``root/train``."""
+    """Class names of the recipe's data: ``0`` … ``9`` for the digits, the sub-folders of ``root/train``, the classes
+    of a shard directory's ``_info.json`` or of a Hugging Face dataset's ``ClassLabel``."""
     if recipe.data.dataset == "digits":
         return [str(d) for d in range(10)]
+    if recipe.data.dataset in ("wds", "hfds"):  # _info.json's classes, a ClassLabel's names
+        from timm_recipes.data.sources import source_classes
+
+        try:
+            return source_classes(recipe)
+        except (OSError, ValueError):
+            return None
     train = Path(recipe.data.root or "") / "train"
     if recipe.data.root and train.is_dir():
         return sorted(e.name for e in os.scandir(train) if e.is_dir() and not e.name.startswith("."))

@@ -91,7 +91,8 @@ def eval_pipeline_for(recipe: Recipe) -> Any:
 
 
 def build_datasets(recipe: Recipe) -> DataSplits:
-    """The recipe's datasets: the built-in digits, or ``data.root/{train,val[,test]}`` image folders.
+    """The recipe's datasets: the built-in digits, ``data.root/{train,val[,test]}`` image folders, WebDataset
+    shards or a Hugging Face dataset (:mod:`timm_recipes.data.sources`).
 
     Raises:
         ValueError: ``data.root`` unset, class lists that differ between splits, or a class count that is not
@@ -102,7 +103,13 @@ def build_datasets(recipe: Recipe) -> DataSplits:
 
     d = recipe.data
     train_tf, eval_tf = train_pipeline(recipe), eval_pipeline_for(recipe)
-    if d.dataset == "digits":
+    if d.dataset in ("wds", "hfds"):  # timm_recipes.data.sources
+        from timm_recipes.data.sources import build_split
+
+        splits = [build_split(recipe, "train", train_tf), build_split(recipe, "val", eval_tf)]
+        test = build_split(recipe, "test", eval_tf, required=False)
+        classes, origin = list(splits[0].classes), f"{d.root or d.train_shards} ({d.dataset})"
+    elif d.dataset == "digits":
         size = d.image_size
         splits = [DigitsDataset(s, size=size, transform=tf) for s, tf in (("train", train_tf), ("val", eval_tf))]
         test = DigitsDataset("test", size=size, transform=eval_tf)
@@ -163,6 +170,10 @@ def build_eval_dataset(recipe: Recipe, split: str) -> Dataset:
     if split not in ("val", "test"):
         raise ValueError(f"split must be 'val' or 'test', got {split!r}")
     d = recipe.data
+    if d.dataset in ("wds", "hfds"):
+        from timm_recipes.data.sources import build_split
+
+        return build_split(recipe, split, eval_pipeline_for(recipe))
     if d.dataset == "digits":
         return DigitsDataset(split, size=d.image_size, transform=eval_pipeline_for(recipe))
     if d.root is None:
@@ -203,6 +214,11 @@ def create_train_loader(
     from timm_recipes.data.datasets import create_loader
 
     d = recipe.data
+    if hasattr(data.train, "loader"):  # an iterable source (shards) deals itself over ranks and workers
+        return data.train.loader(
+            batch_size=d.batch_size, train=True, num_workers=d.num_workers, seed=recipe.run.seed, rank=dist.rank,
+            world_size=dist.world_size, collate_fn=collate, pin_memory=d.pin_memory and device.type == "cuda",
+        )  # fmt: skip
     sampler = dist.train_sampler(data.train, seed=recipe.run.seed, batch_size=d.batch_size)
     per_epoch = len(sampler) if sampler is not None else len(data.train)
     if sampler is not None and per_epoch == 0:
@@ -229,8 +245,12 @@ def create_eval_loader(
     from timm_recipes.data.datasets import create_loader
 
     d = recipe.data
-    sampler = dist.eval_sampler(dataset) if dist is not None else None
     pin = d.pin_memory and device is not None and device.type == "cuda"
+    if hasattr(dataset, "loader"):  # an iterable source: every sample on exactly one (rank, worker)
+        rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+        return dataset.loader(batch_size=d.batch_size, train=False, num_workers=d.num_workers, seed=recipe.run.seed,
+                              rank=rank, world_size=world, pin_memory=pin)  # fmt: skip
+    sampler = dist.eval_sampler(dataset) if dist is not None else None
     return create_loader(
         dataset, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
         sampler=sampler, pin_memory=pin,
