@@ -218,6 +218,7 @@ class DataConfig(_Section):
     dataset: Literal["folder", "digits"] = "folder"  # folder: root/train, root/val[, root/test] (ImageNet layout)
     root: str | None = None
     image_size: int = _f(32, ge=8)  # digits only: side of the rendered digits
+    train_per_class: int | None = _f(None, ge=1)  # digits only: K training scans per class (val, test unchanged)
     batch_size: int = _f(128, ge=1)
     num_workers: int = _f(4, ge=0)
     skip_corrupt: bool = False
@@ -226,6 +227,8 @@ class DataConfig(_Section):
     def _check(self) -> None:
         if self.dataset == "folder" and self.root is not None and not self.root:
             raise RecipeError("root", "must be a folder path or null, got ''")
+        if self.train_per_class is not None and self.dataset != "digits":
+            raise RecipeError("train_per_class", f"applies to the built-in digits only, got dataset={self.dataset!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-COMMANDS = ("demo", "train", "evaluate", "fixres", "export", "publish", "preview", "search")
+COMMANDS = ("demo", "train", "evaluate", "fixres", "export", "publish", "preview", "search", "journey", "check")
 
 
 def _command_modules() -> dict[str, object]:
