@@ -22,6 +22,7 @@ from the weights it monitors (EMA weights once the EMA step has switched them on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -57,7 +58,9 @@ _LOG = logging.getLogger("timm_recipes.journey")
 KINDS = ("train", "fixres", "ensemble")
 STAMP = "journey-step.json"
 """The file in every (step, seed) folder that records the fingerprint of what was computed there."""
-_IGNORED_KEYS = ("run.seed", "run.output_dir", "run.progress", "run.log_interval", "data.num_workers", "name")
+_IGNORED_KEYS = (
+    "name", "run.seed", "run.output_dir", "run.progress", "run.log_interval", "run.sanity_check", "data.num_workers",
+)  # fmt: skip
 """Recipe keys that do not change what a step computes (the seed is the folder, the rest is presentation)."""
 
 
@@ -214,6 +217,26 @@ def _flatten(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+@functools.cache
+def _default_flat() -> dict[str, Any]:
+    return _flatten(recipe_to_dict(Recipe()))
+
+
+def _defining_keys(recipe: Recipe) -> dict[str, Any]:
+    """The recipe keys that define what a step computes: those that differ from :class:`Recipe`'s defaults.
+
+    Keys at their default are left out, so that a key added to the recipe later (with a default that keeps the old
+    behaviour) does not make finished journeys look stale; the seed, the folder and the presentation keys
+    (:data:`_IGNORED_KEYS`) are left out too.
+    """
+    defaults = _default_flat()
+    return {
+        k: v
+        for k, v in _flatten(recipe_to_dict(recipe)).items()
+        if k not in _IGNORED_KEYS and (k not in defaults or defaults[k] != v)
+    }
+
+
 def fingerprint(payload: Mapping[str, Any]) -> str:
     """A short SHA-256 of a JSON-able mapping (keys sorted)."""
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -251,7 +274,7 @@ def plan_journey(journey: Journey, output_dir: str | Path) -> list[PlannedStep]:
                 planned[last_train].recipe
             )
             source = last_train
-        flat = {k: v for k, v in _flatten(recipe_to_dict(step_recipe)).items() if k not in _IGNORED_KEYS}
+        flat = _defining_keys(step_recipe)
         src_fp = planned[source].fingerprint if source is not None else ""
         fp = fingerprint({"kind": step.kind, "recipe": flat, "source": src_fp})
         compared_to = None if i == 0 else (source if step.kind == "ensemble" else i - 1)
