@@ -382,6 +382,7 @@ class RunConfig(_Section):
     log_interval: int = _f(50, ge=1)
     sync_bn: bool = False
     progress: bool = True
+    sanity_check: bool = False  # the lecture's checks (data, initial loss, overfit one batch) before a new run
 
     def _check(self) -> None:
         if not self.output_dir:
