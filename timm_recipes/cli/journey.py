@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {record['step']:24s} {where:10s} top-1 {record['top1']:6.2f} %  ({record['seconds']:.0f} s)",
               flush=True)  # fmt: skip
 
-    print(f"timm-recipes journey {journey.name!r}: {len(journey.steps)} steps x seeds {list(journey.seeds)} -> {output}")
+    print(
+        f"timm-recipes journey {journey.name!r}: {len(journey.steps)} steps x seeds {list(journey.seeds)} -> {output}"
+    )
     result = run_journey(journey, output, recompute=args.recompute, only_plan=args.status, on_run=progress)
     print(format_table(result.rows, result.runs))
     if args.status:

@@ -344,7 +344,9 @@ class DigitsDataset(Dataset):
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
         if train_per_class is not None and (
-            isinstance(train_per_class, bool) or not isinstance(train_per_class, (int, np.integer)) or train_per_class < 1
+            isinstance(train_per_class, bool)
+            or not isinstance(train_per_class, (int, np.integer))
+            or train_per_class < 1
         ):
             raise ValueError(f"train_per_class must be a positive integer or None, got {train_per_class!r}")
         self.split = split

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RawSample", "SplitSummary", "folder_raw_samples", "survey_splits", "iter_raw_samples"]
+__all__ = ["RawSample", "SplitSummary", "folder_raw_samples", "iter_raw_samples", "survey_splits"]
 
 
 @dataclass(frozen=True)

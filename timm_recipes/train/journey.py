@@ -165,7 +165,9 @@ def journey_from_dict(data: Mapping[str, Any], *, seeds: Sequence[int] | None = 
         bad = sorted(set(s) - {"name", "kind", "set", "note"})
         if bad:
             raise JourneyError(f"steps[{i}]: unknown keys {bad} (known: name, kind, set, note)")
-        steps.append(JourneyStep(s.get("name", ""), s.get("kind", "train"), dict(s.get("set") or {}), s.get("note", "")))
+        steps.append(
+            JourneyStep(s.get("name", ""), s.get("kind", "train"), dict(s.get("set") or {}), s.get("note", ""))
+        )
     chosen = list(seeds) if seeds is not None else list(data.get("seeds", (0, 1, 2)))
     return Journey(recipe, tuple(steps), tuple(chosen), str(data.get("name", "journey")))
 
@@ -270,8 +272,10 @@ def plan_journey(journey: Journey, output_dir: str | Path) -> list[PlannedStep]:
         else:
             if last_train is None:
                 raise JourneyError(f"step {step.name!r} ({step.kind}) needs a train step before it")
-            step_recipe = apply_overrides(planned[last_train].recipe, dict(step.overrides)) if step.overrides else (
-                planned[last_train].recipe
+            step_recipe = (
+                apply_overrides(planned[last_train].recipe, dict(step.overrides))
+                if step.overrides
+                else (planned[last_train].recipe)
             )
             source = last_train
         flat = _defining_keys(step_recipe)

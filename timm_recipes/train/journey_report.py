@@ -120,7 +120,12 @@ def write_report(
             "median_training_run": _median(trained),
         },
     }
-    files = {"json": out / "journey.json", "csv": out / "journey.csv", "md": out / "journey.md", "png": out / "journey.png"}
+    files = {
+        "json": out / "journey.json",
+        "csv": out / "journey.csv",
+        "md": out / "journey.md",
+        "png": out / "journey.png",
+    }
     atomic_write_bytes(files["json"], (json.dumps(payload, indent=1, default=str) + "\n").encode())
     buf = io.StringIO()
     writer = csv.writer(buf)

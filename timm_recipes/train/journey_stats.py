@@ -123,9 +123,17 @@ def journey_statistics(
                 cum, cum_std = mean_std(list(paired_differences(scores, base).values()))
         rows.append(
             StepStats(
-                name=name, kind=kind, n=len(scores), mean=mean, std=std,
-                compared_to=steps[ref][0] if ref is not None else None, gain=gain, gain_std=gain_std,
-                cumulative=cum, cumulative_std=cum_std, per_seed={str(k): float(v) for k, v in scores.items()},
-            )  # fmt: skip
+                name=name,
+                kind=kind,
+                n=len(scores),
+                mean=mean,
+                std=std,
+                compared_to=steps[ref][0] if ref is not None else None,
+                gain=gain,
+                gain_std=gain_std,
+                cumulative=cum,
+                cumulative_std=cum_std,
+                per_seed={str(k): float(v) for k, v in scores.items()},
+            )
         )
     return rows

@@ -112,9 +112,11 @@ def _data_checks(recipe: Recipe, raw: dict[str, Any], out: Path | None, report: 
         CheckResult("class_counts", "fail", f"classes with no images: {', '.join(empty)}", {"counts": counts})
         if empty
         else CheckResult(
-            "class_counts", "warn" if imbalance > 10 else "pass",
-            f"{counts}; largest / smallest train class {imbalance:.2g}", {"counts": counts},
-        )  # fmt: skip
+            "class_counts",
+            "warn" if imbalance > 10 else "pass",
+            f"{counts}; largest / smallest train class {imbalance:.2g}",
+            {"counts": counts},
+        )
     )
     bad = {s: v["sizes"]["unreadable_count"] for s, v in splits.items() if v["sizes"]["unreadable_count"]}
     listed = [u["key"] for v in splits.values() for u in v["unreadable"]]
@@ -187,7 +189,8 @@ def _initial_loss(recipe: Recipe, data: Any, report: SanityReport, tolerance: fl
     collate, _ = create_mixing(recipe, data.num_classes, torch.device("cpu"), torch.Generator().manual_seed(0))
     if collate is not None:  # the recipe's own Mixup/CutMix targets (smoothing included)
         images, targets = collate([(im, int(y)) for im, y in zip(images, labels)])
-        what = "Mixup/CutMix targets" + (f", smoothing {recipe.optim.label_smoothing:g}" if recipe.optim.label_smoothing else "")
+        eps = recipe.optim.label_smoothing
+        what = "Mixup/CutMix targets" + (f", smoothing {eps:g}" if eps else "")
     else:
         targets = smoothed_targets(labels, data.num_classes, recipe.optim.label_smoothing)
         what = f"smoothing {recipe.optim.label_smoothing:g}" if recipe.optim.label_smoothing else "one-hot targets"
