@@ -162,7 +162,7 @@ def test_tiny_journey_runs_resumes_and_refuses_a_changed_definition(tmp_path) ->
     names = [r.name for r in first.rows]
     assert names == ["baseline", "label smoothing", "FixRes: test size only", "FixRes", "ensemble"]
     by_name = {r.name: r for r in first.rows}
-    stamp = json.loads((out / "01-label-smoothing" / "seed0" / "journey-step.json").read_text())
+    stamp = json.loads((out / "01-label-smoothing" / "seed0.json").read_text())
     final = json.loads((out / "01-label-smoothing" / "seed0" / "final.json").read_text())
     assert by_name["label smoothing"].mean == stamp["top1"] == final["test_top1"]  # EMA off: the raw weights
     fixres = json.loads((out / "02-fixres" / "seed0" / "fixres.json").read_text())
@@ -183,9 +183,9 @@ def test_tiny_journey_runs_resumes_and_refuses_a_changed_definition(tmp_path) ->
     assert (again.computed, again.reused) == (0, 4)
     assert [r.mean for r in again.rows] == [r.mean for r in first.rows]
 
-    import shutil
-
-    shutil.rmtree(out / "02-fixres" / "seed0")  # as if killed before FixRes finished
+    record = out / "02-fixres" / "seed0.json"  # as if killed while FixRes ran: a record not done, a partial folder
+    record.write_text(json.dumps({**json.loads(record.read_text()), "done": False}))
+    (out / "02-fixres" / "seed0" / "fixres.json").unlink()
     resumed = run_journey(_tiny(), out)
     assert (resumed.computed, resumed.reused) == (1, 3)
 
@@ -193,6 +193,6 @@ def test_tiny_journey_runs_resumes_and_refuses_a_changed_definition(tmp_path) ->
         JourneyError, match=r"another definition of the steps \['label smoothing', 'FixRes', 'ensemble'\]"
     ):
         run_journey(_tiny(smoothing=0.2), out)
-    assert stamp == json.loads((out / "01-label-smoothing" / "seed0" / "journey-step.json").read_text())  # untouched
+    assert stamp == json.loads((out / "01-label-smoothing" / "seed0.json").read_text())  # untouched
     redone = run_journey(_tiny(smoothing=0.2), out, recompute=True)
     assert (redone.computed, redone.reused) == (3, 1)  # the changed step and what depends on it; not the baseline

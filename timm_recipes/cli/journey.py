@@ -3,6 +3,7 @@
 Examples::
 
     timm-recipes journey                                  # the built-in journey on 20 digits per class
+    timm-recipes journey fixres                           # random-resized crops, then FixRes, at 3 seeds
     timm-recipes journey --print-default > my.yaml        # a definition to edit for one's own data
     timm-recipes journey my.yaml --output runs/my-journey --seeds 0,1,2,3,4
     timm-recipes journey --status                         # what is done, without computing anything
@@ -22,7 +23,9 @@ HELP = "measure what each ingredient of a recipe is worth: cumulative steps x se
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("definition", nargs="?", default="default", help="a journey YAML file, or 'default'")
+    parser.add_argument(
+        "definition", nargs="?", default="default", help="a journey YAML file, or a built-in one: default, fixres"
+    )
     parser.add_argument("--output", default=None, help="journey folder (default: runs/journey-<name>)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, overriding the definition's")
     parser.add_argument(
@@ -32,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="run only the first N steps")
     parser.add_argument("--recompute", action="store_true", help="delete and recompute results of another definition")
     parser.add_argument("--status", action="store_true", help="report what is done; compute nothing")
-    parser.add_argument("--print-default", action="store_true", help="print the built-in definition as YAML and exit")
+    parser.add_argument(
+        "--print-default", action="store_true", help="print the built-in definition (or the one named) as YAML and exit"
+    )
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -56,9 +61,11 @@ def run(args: argparse.Namespace) -> int:
     from timm_recipes.train.journey_report import format_table
 
     if args.print_default:
-        from timm_recipes.train.journey_default import DEFAULT_JOURNEY
+        from timm_recipes.train.journey_default import BUILTIN_JOURNEYS
 
-        sys.stdout.write(yaml.safe_dump(DEFAULT_JOURNEY, sort_keys=False, width=120))
+        if args.definition not in BUILTIN_JOURNEYS:
+            raise ValueError(f"--print-default: built-in journeys are {', '.join(BUILTIN_JOURNEYS)}")
+        sys.stdout.write(yaml.safe_dump(BUILTIN_JOURNEYS[args.definition], sort_keys=False, width=120))
         return 0
     journey = load_journey(args.definition, seeds=_seeds(args.seeds))
     if args.overrides or args.steps is not None:

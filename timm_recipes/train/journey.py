@@ -57,7 +57,8 @@ _LOG = logging.getLogger("timm_recipes.journey")
 
 KINDS = ("train", "fixres", "ensemble")
 STAMP = "journey-step.json"
-"""The file in every (step, seed) folder that records the fingerprint of what was computed there."""
+"""The ensemble step's record in its folder; a (step, seed) run's record is ``<step folder>/seed<k>.json``, beside
+its run folder (which holds only what ``fit`` / FixRes write)."""
 _IGNORED_KEYS = (
     "name", "run.seed", "run.output_dir", "run.progress", "run.log_interval", "run.sanity_check", "data.num_workers",
 )  # fmt: skip
@@ -186,13 +187,14 @@ def journey_to_dict(journey: Journey) -> dict[str, Any]:
 
 
 def load_journey(path_or_name: str, *, seeds: Sequence[int] | None = None) -> Journey:
-    """A journey from a YAML file, or ``"default"`` for :func:`default_journey`."""
-    if path_or_name == "default" and not Path(path_or_name).is_file():
-        journey = default_journey()
-        return journey if seeds is None else Journey(journey.base, journey.steps, tuple(seeds), journey.name)
+    """A journey from a YAML file, or a built-in one by name (``"default"``, ``"fixres"``; a file of that name wins)."""
+    from timm_recipes.train.journey_default import BUILTIN_JOURNEYS
+
     path = Path(path_or_name)
+    if path_or_name in BUILTIN_JOURNEYS and not path.is_file():
+        return journey_from_dict(BUILTIN_JOURNEYS[path_or_name], seeds=seeds)
     if not path.is_file():
-        raise FileNotFoundError(f"journey: no file {str(path)!r} (or give 'default')")
+        raise FileNotFoundError(f"journey: no file {str(path)!r} (built-in journeys: {', '.join(BUILTIN_JOURNEYS)})")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
@@ -259,6 +261,10 @@ class PlannedStep:
     def seed_dir(self, seed: int) -> Path:
         return self.folder / f"seed{seed}"
 
+    def record_path(self, seed: int | str) -> Path:
+        """The JSON record (fingerprint, score, time) of one seed's run, or of the ensemble."""
+        return self.folder / STAMP if seed == "ensemble" else self.folder / f"seed{seed}.json"
+
 
 def plan_journey(journey: Journey, output_dir: str | Path) -> list[PlannedStep]:
     """Resolve every step's cumulative recipe, folder and fingerprint (nothing is run or written)."""
@@ -288,9 +294,9 @@ def plan_journey(journey: Journey, output_dir: str | Path) -> list[PlannedStep]:
     return planned
 
 
-def _stamp(folder: Path) -> dict[str, Any] | None:
+def _stamp(path: Path) -> dict[str, Any] | None:
     try:
-        return json.loads((folder / STAMP).read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
@@ -303,14 +309,20 @@ def _write_json(path: Path, payload: Any) -> None:
 
 
 def stale_folders(plan: Sequence[PlannedStep], seeds: Sequence[int]) -> list[tuple[str, Path]]:
-    """``(step name, folder)`` of every result on disk stamped with another fingerprint than the plan's."""
+    """``(step name, path)`` of every result on disk that another definition made (or that has no record)."""
     stale = []
     for p in plan:
-        dirs = [p.folder] if p.step.kind == "ensemble" else [p.seed_dir(s) for s in seeds]
-        for d in dirs:
-            stamp = _stamp(d)
-            if d.exists() and any(d.iterdir()) and (stamp is None or stamp.get("fingerprint") != p.fingerprint):
-                stale.append((p.step.name, d))
+        keys: list[int | str] = ["ensemble"] if p.step.kind == "ensemble" else list(seeds)
+        for key in keys:
+            record = p.record_path(key)
+            folder = p.folder if key == "ensemble" else p.seed_dir(int(key))
+            stamp = _stamp(record)
+            if stamp is not None and stamp.get("fingerprint") != p.fingerprint:
+                stale.append((p.step.name, record))
+                if key != "ensemble" and folder.exists():
+                    stale.append((p.step.name, folder))
+            elif stamp is None and key != "ensemble" and folder.exists() and any(folder.iterdir()):
+                stale.append((p.step.name, folder))  # results without a record: made by something else
     return stale
 
 
@@ -340,7 +352,7 @@ def _train_run(p: PlannedStep, seed: int, journey: Journey) -> dict[str, Any]:
     from timm_recipes.train.trainer import fit
 
     folder = p.seed_dir(seed)
-    stamp = _stamp(folder)
+    stamp = _stamp(p.record_path(seed))
     if stamp is not None and stamp.get("done"):
         return {**stamp, "reused": True}
     recipe = apply_overrides(p.recipe, {"run.seed": seed, "run.output_dir": str(folder)})
@@ -348,8 +360,7 @@ def _train_run(p: PlannedStep, seed: int, journey: Journey) -> dict[str, Any]:
     resume = (folder / "checkpoints" / "last.json").exists()
     if folder.exists() and not resume:  # killed before its first checkpoint: nothing worth keeping
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    _write_json(folder / STAMP, {"fingerprint": p.fingerprint, "step": p.step.name, "seed": seed, "done": False})
+    _write_json(p.record_path(seed), {"fingerprint": p.fingerprint, "step": p.step.name, "seed": seed, "done": False})
     start = time.perf_counter()
     result = fit(recipe, output_dir=folder, resume=resume)
     seconds = time.perf_counter() - start
@@ -359,7 +370,7 @@ def _train_run(p: PlannedStep, seed: int, journey: Journey) -> dict[str, Any]:
         "top1": score, "metric": key, "best_epoch": result.best_epoch, "epochs": result.epochs_completed,
         "seconds": seconds, "resumed": resume, "final": result.final,
     }  # fmt: skip
-    _write_json(folder / STAMP, record)
+    _write_json(p.record_path(seed), record)
     return {**record, "reused": False}
 
 
@@ -367,9 +378,10 @@ def _fixres_run(p: PlannedStep, seed: int, plan: Sequence[PlannedStep]) -> dict[
     from timm_recipes.train.fixres import run_fixres
 
     folder = p.seed_dir(seed)
-    stamp = _stamp(folder)
+    stamp = _stamp(p.record_path(seed))
     if stamp is not None and stamp.get("done"):
         return {**stamp, "reused": True}
+    _write_json(p.record_path(seed), {"fingerprint": p.fingerprint, "step": p.step.name, "seed": seed, "done": False})
     run_dir = plan[p.source].seed_dir(seed)
     recipe = apply_overrides(p.recipe, {"run.seed": seed})
     start = time.perf_counter()
@@ -381,14 +393,14 @@ def _fixres_run(p: PlannedStep, seed: int, plan: Sequence[PlannedStep]) -> dict[
         "test_size": fx.test_size, "test_crop_pct": fx.test_crop_pct, "accuracy": fx.accuracy,
         "table": fx.table, "holdout_split": fx.holdout_split, "seconds": seconds,
     }  # fmt: skip
-    _write_json(folder / STAMP, record)
+    _write_json(p.record_path(seed), record)
     return {**record, "reused": False}
 
 
 def _ensemble_run(p: PlannedStep, seeds: Sequence[int], plan: Sequence[PlannedStep]) -> dict[str, Any]:
     from timm_recipes.cli.evaluate import evaluate_checkpoints
 
-    stamp = _stamp(p.folder)
+    stamp = _stamp(p.record_path("ensemble"))
     key = [int(s) for s in seeds]
     if stamp is not None and stamp.get("done") and stamp.get("seeds") == key:
         return {**stamp, "reused": True}
@@ -403,7 +415,7 @@ def _ensemble_run(p: PlannedStep, seeds: Sequence[int], plan: Sequence[PlannedSt
         "top1": ens["top1"], "metric": f"{split} top-1 of the logit average", "members": report["models"],
         "seconds": seconds,
     }  # fmt: skip
-    _write_json(p.folder / STAMP, record)
+    _write_json(p.record_path("ensemble"), record)
     return {**record, "reused": False}
 
 
@@ -450,9 +462,9 @@ def run_journey(
             "rerun with the original definition, another output folder, or recompute=True (--recompute) to delete "
             "and recompute them"
         )
-    for name, folder in stale:
-        _LOG.info("recomputing %s: %s was made by another definition", name, folder)
-        shutil.rmtree(folder)
+    for name, path in stale:
+        _LOG.info("recomputing %s: %s was made by another definition", name, path)
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
     out.mkdir(parents=True, exist_ok=True)
     (out / "journey.yaml").write_text(
         yaml.safe_dump(journey_to_dict(journey), sort_keys=False, width=120), encoding="utf-8"
@@ -472,7 +484,7 @@ def run_journey(
         records = []
         for seed, job in todo:
             if only_plan:
-                stamp = _stamp(p.folder if seed == "ensemble" else p.seed_dir(seed)) or {}
+                stamp = _stamp(p.record_path(seed)) or {}
                 if stamp.get("done"):
                     records.append((seed, {**stamp, "reused": True}))
                 continue

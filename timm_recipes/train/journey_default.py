@@ -1,6 +1,7 @@
 """The built-in journey: the lecture's and the torchvision blog's ingredients, in their order, on data-starved digits.
 
-``timm-recipes journey`` without a definition runs this one; ``timm-recipes journey --print-default`` writes it as
+``timm-recipes journey`` without a definition runs the first one (``journey fixres`` the second, see
+:data:`FIXRES_JOURNEY`); ``timm-recipes journey --print-default`` writes it as
 YAML to start a journey of one's own. The regime is chosen so that regularisation can matter and FixRes has
 something to fix, within about 20 minutes on two CPU cores:
 
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DEFAULT_BASE", "DEFAULT_JOURNEY", "DEFAULT_STEPS"]
+__all__ = ["BUILTIN_JOURNEYS", "DEFAULT_BASE", "DEFAULT_JOURNEY", "DEFAULT_STEPS", "FIXRES_JOURNEY"]
 
 DEFAULT_BASE: dict[str, Any] = {
     "name": "journey-digits20",
@@ -85,3 +86,25 @@ DEFAULT_JOURNEY: dict[str, Any] = {
     "seeds": [0, 1, 2],
     "steps": DEFAULT_STEPS,
 }
+
+FIXRES_JOURNEY: dict[str, Any] = {
+    "name": "fixres-digits",
+    "base": {
+        **DEFAULT_BASE,
+        "name": "fixres-digits50",
+        "source": "timm-recipes built-in FixRes journey (random-resized crops of 8-100 % at 24 px from 32 px digits)",
+        "data": {**DEFAULT_BASE["data"], "train_per_class": 50},
+        "aug": {**DEFAULT_BASE["aug"], "rrc_scale": [0.08, 1.0], "rrc_ratio": [0.75, 1.3333]},
+        "optim": {**DEFAULT_BASE["optim"], "name": "sgd", "label_smoothing": 0.1},
+        "schedule": {"name": "cosine", "epochs": 30, "warmup_epochs": 2},
+        "fixres": {**DEFAULT_BASE["fixres"], "test_crop_pcts": [1.0, 0.875]},
+    },
+    "seeds": [0, 1, 2],
+    "steps": [
+        {"name": "RRC 8-100 % at 24 px", "note": "ImageNet's crop range: digits look larger in training than at test"},
+        {"name": "FixRes", "kind": "fixres", "note": "test size and crop chosen on val, then classifier + last BN"},
+    ],
+}
+"""A journey that isolates FixRes: random-resized crops of ImageNet's range, then FixRes (``journey fixres``)."""
+
+BUILTIN_JOURNEYS: dict[str, dict[str, Any]] = {"default": DEFAULT_JOURNEY, "fixres": FIXRES_JOURNEY}
