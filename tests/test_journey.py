@@ -155,7 +155,7 @@ def _tiny(smoothing: float = 0.1) -> Journey:
     return Journey(base, steps, (0,), "tiny")
 
 
-def test_tiny_journey_runs_resumes_and_refuses_a_changed_definition(tmp_path) -> None:
+def test_tiny_journey_runs_resumes_and_refuses_a_changed_definition(tmp_path, capsys) -> None:
     out = tmp_path / "j"
     first = run_journey(_tiny(), out)
     assert (first.computed, first.reused) == (4, 0)
@@ -182,6 +182,15 @@ def test_tiny_journey_runs_resumes_and_refuses_a_changed_definition(tmp_path) ->
     again = run_journey(_tiny(), out)  # nothing missing: nothing trained
     assert (again.computed, again.reused) == (0, 4)
     assert [r.mean for r in again.rows] == [r.mean for r in first.rows]
+
+    from timm_recipes.cli import main
+    from timm_recipes.train.journey import journey_to_dict
+
+    definition = tmp_path / "tiny.yaml"
+    definition.write_text(yaml.safe_dump(journey_to_dict(_tiny())))
+    assert main(["journey", str(definition), "--output", str(out), "--status"]) == 0
+    printed = capsys.readouterr().out
+    assert "| FixRes: test size only | 1 |" in printed and "4 runs done (nothing computed)" in printed
 
     record = out / "02-fixres" / "seed0.json"  # as if killed while FixRes ran: a record not done, a partial folder
     record.write_text(json.dumps({**json.loads(record.read_text()), "done": False}))

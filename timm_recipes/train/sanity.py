@@ -114,7 +114,7 @@ def _data_checks(recipe: Recipe, raw: dict[str, Any], out: Path | None, report: 
         else CheckResult(
             "class_counts",
             "warn" if imbalance > 10 else "pass",
-            f"{counts}; largest / smallest train class {imbalance:.2g}",
+            f"{counts}; largest / smallest train class {imbalance:.2f}",
             {"counts": counts},
         )
     )
@@ -186,11 +186,12 @@ def _initial_loss(recipe: Recipe, data: Any, report: SanityReport, tolerance: fl
     model = create_recipe_model(recipe, num_classes=data.num_classes)
     n = min(len(data.train), max(2, recipe.data.batch_size))
     images, labels = sample_batch(data.train, n, seed=recipe.run.seed)
-    collate, _ = create_mixing(recipe, data.num_classes, torch.device("cpu"), torch.Generator().manual_seed(0))
+    mixing = apply_overrides(recipe, {"mix.prob": 1.0}) if recipe.mix.enabled else recipe  # a batch that is mixed
+    collate, _ = create_mixing(mixing, data.num_classes, torch.device("cpu"), torch.Generator().manual_seed(0))
     if collate is not None:  # the recipe's own Mixup/CutMix targets (smoothing included)
         images, targets = collate([(im, int(y)) for im, y in zip(images, labels)])
         eps = recipe.optim.label_smoothing
-        what = "Mixup/CutMix targets" + (f", smoothing {eps:g}" if eps else "")
+        what = "a Mixup/CutMix-mixed batch" + (f", smoothing {eps:g}" if eps else "")
     else:
         targets = smoothed_targets(labels, data.num_classes, recipe.optim.label_smoothing)
         what = f"smoothing {recipe.optim.label_smoothing:g}" if recipe.optim.label_smoothing else "one-hot targets"
