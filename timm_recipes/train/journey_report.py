@@ -74,9 +74,12 @@ def plot_staircase(rows: Sequence[StepStats], path: str | Path, *, title: str = 
     ax = fig.subplots()
     base = rows[0].mean
     levels = [r.mean for r in rows]
+    lo = min(r.mean - (r.std or 0.0) for r in rows)
+    hi = max(r.mean + (r.std or 0.0) for r in rows)
+    bottom, top = lo - 0.15 * (hi - lo + 1e-9) - 0.5, hi + 0.15 * (hi - lo + 1e-9) + 0.5
     for i, r in enumerate(rows):
         ref = next((j for j, q in enumerate(rows) if q.name == r.compared_to), None)
-        start = levels[ref] if ref is not None else min(levels) - 1.0
+        start = levels[ref] if ref is not None else bottom  # the baseline rises from the axis
         height = r.mean - start
         color = "#4c72b0" if ref is None else ("#55a868" if height >= 0 else "#c44e52")
         ax.bar(i, height, bottom=start, color=color, width=0.7, edgecolor="black", linewidth=0.5)
@@ -91,9 +94,7 @@ def plot_staircase(rows: Sequence[StepStats], path: str | Path, *, title: str = 
     ax.set_ylabel("test top-1 (%), mean ± std over seeds")
     ax.set_title(title or "cumulative accuracy improvements", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    lo = min(r.mean - (r.std or 0.0) for r in rows)
-    hi = max(r.mean + (r.std or 0.0) for r in rows)
-    ax.set_ylim(lo - 0.15 * (hi - lo + 1e-9) - 0.5, hi + 0.15 * (hi - lo + 1e-9) + 0.5)
+    ax.set_ylim(bottom, top)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
