@@ -233,6 +233,7 @@ class DataConfig(_Section):
     dataset: Literal["folder", "digits", "wds", "hfds"] = "folder"
     root: str | None = None
     image_size: int = _f(32, ge=8)  # digits only: side of the rendered digits
+    train_per_class: int | None = _f(None, ge=1)  # digits only: K training scans per class (val, test unchanged)
     batch_size: int = _f(128, ge=1)
     num_workers: int = _f(4, ge=0)
     skip_corrupt: bool = False
@@ -266,6 +267,8 @@ class DataConfig(_Section):
         for key in ("label_key", "image_column", "label_column"):
             if not getattr(self, key).strip():
                 raise RecipeError(key, "must not be empty")
+        if self.train_per_class is not None and self.dataset != "digits":
+            raise RecipeError("train_per_class", f"applies to the built-in digits only, got dataset={self.dataset!r}")
 
 
 AUG_DEFAULTS: dict[str, Any] = {"interpolation": "bilinear", "mean": IMAGENET_DEFAULT_MEAN, "std": IMAGENET_DEFAULT_STD}
@@ -440,6 +443,7 @@ class RunConfig(_Section):
     log_interval: int = _f(50, ge=1)
     sync_bn: bool = False
     progress: bool = True
+    sanity_check: bool = False  # the lecture's checks (data, initial loss, overfit one batch) before a new run
 
     def _check(self) -> None:
         if not self.output_dir:

@@ -19,7 +19,7 @@ from timm_recipes.cli._common import CliParser, run_command
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-COMMANDS = ("demo", "train", "evaluate", "fixres", "export", "publish", "preview", "search", "shard")
+COMMANDS = ("demo", "train", "evaluate", "fixres", "export", "publish", "preview", "search", "shard", "journey", "check")
 
 
 def _command_modules() -> dict[str, object]:

@@ -5,6 +5,8 @@ Examples::
     timm-recipes preview --pipeline multiscale --cutout -n 8 --out preview.png
     timm-recipes preview --pipeline eval --image photo.jpg --size 224 --crop-pct 0.875
     timm-recipes preview --mix --source digits --batch 12 --out mix.png
+    timm-recipes preview --schedule --recipe demo --out schedule.png          # the recipe's lr (and momentum)
+    timm-recipes preview --schedule --lecture --out schedules.png              # step, cosine, linear, warm-up, 1cycle
 """
 
 from __future__ import annotations
@@ -14,7 +16,10 @@ from pathlib import Path
 
 from timm_recipes.cli._common import UsageError, add_alias, crop_fraction, finite_float, nonneg_int, positive_int
 
-HELP = "write a PNG of N pipeline draws on an image (--pipeline) or of a Mixup/CutMix batch with its labels (--mix)"
+HELP = (
+    "write a PNG of N pipeline draws on an image (--pipeline), of a Mixup/CutMix batch with its labels (--mix), or of "
+    "a recipe's learning-rate schedule (--schedule)"
+)
 
 PIPELINES = ("multiscale", "rrc", "eval")
 SOURCES = ("digits", "photos")
@@ -53,6 +58,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     mix.add_argument("--switch-prob", type=finite_float, default=0.5, help="CutMix probability (default: %(default)s)")
     mix.add_argument("--mode", choices=("batch", "pair", "elem"), default="elem", help="default: %(default)s")
     mix.add_argument("--label-smoothing", type=finite_float, default=0.0, help="default: %(default)s")
+
+    sch = parser.add_argument_group("schedule preview")
+    sch.add_argument("--schedule", action="store_true", help="draw a recipe's lr (and momentum) against the step")
+    sch.add_argument("--recipe", default="demo", help="preset name or recipe YAML (default: %(default)s)")
+    sch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a recipe value (repeatable)")  # fmt: skip
+    sch.add_argument("--lecture", action="store_true", help="draw the lecture's five schedules as variants of it")
+    sch.add_argument("--steps-per-epoch", type=positive_int, default=None,
+                     help="default: from the recipe's training data and batch size")  # fmt: skip
 
     parser.add_argument("--seed", type=nonneg_int, default=0, help="seed of the draws (default: %(default)s)")
     parser.add_argument("--cols", type=positive_int, default=None, help="tiles per row (default: a near-square grid)")
@@ -101,8 +115,37 @@ def _mix_batch(args: argparse.Namespace):
     return torch.stack(tiles), targets, [name.rsplit(".", 1)[0] for name, _ in photos]
 
 
+def _schedule(args: argparse.Namespace) -> int:
+    import math
+
+    from timm_recipes.config import apply_overrides
+    from timm_recipes.recipes import load_recipe
+    from timm_recipes.train.schedule_plot import lecture_schedules, plot_schedules, schedule_trace
+
+    recipe = load_recipe(args.recipe)
+    if args.overrides:
+        recipe = apply_overrides(recipe, args.overrides)
+    steps = args.steps_per_epoch
+    if steps is None:
+        from timm_recipes.train.builders import build_datasets
+
+        steps = max(1, len(build_datasets(recipe).train) // recipe.data.batch_size)
+        steps = math.ceil(steps / recipe.optim.accum_steps)
+    if steps < 1:
+        raise ValueError(f"--steps-per-epoch must be >= 1, got {steps}")
+    variants = lecture_schedules(recipe) if args.lecture else [(f"{recipe.name}: {recipe.schedule.name}", recipe)]
+    path = plot_schedules([(label, schedule_trace(r, steps)) for label, r in variants], args.output or "schedule.png")
+    print(f"wrote {path} ({len(variants)} schedule(s), {recipe.schedule.epochs} epochs x {steps} steps)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    if args.schedule:
+        return _schedule(args)
+    if args.lecture:
+        raise ValueError("--lecture applies to --schedule previews")
 
     from timm_recipes.data.datasets import sample_photo_paths
     from timm_recipes.data.mixing import MixupCutmix

@@ -341,6 +341,23 @@ def digits_split_indices(
     return np.sort(np.concatenate(chosen))
 
 
+def _first_per_class(indices: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """The first ``k`` of ``indices`` per class, in the fixed shuffled order of :func:`digits_split_indices`.
+
+    The order is the same PCG64 raw-output sort (stream ``[seed, c, 1]``), so the subsets are nested in ``k`` and
+    machine-independent.
+    """
+    _, targets = _digits()
+    chosen = []
+    for c in range(10):
+        members = indices[targets[indices] == c]
+        if k > len(members):
+            raise ValueError(f"train_per_class={k} exceeds the {len(members)} training scans of class {c}")
+        keys = np.random.PCG64(np.random.SeedSequence([int(seed), c, 1])).random_raw(len(members))
+        chosen.append(members[np.argsort(keys, kind="stable")][:k])
+    return np.sort(np.concatenate(chosen))
+
+
 class DigitsDataset(Dataset):
     """scikit-learn's handwritten digits as a small real image-classification data set (no download).
 
@@ -360,6 +377,9 @@ class DigitsDataset(Dataset):
         val_fraction: fraction of each class held out for validation.
         test_fraction: fraction of each class held out for testing.
         seed: the seed of the split permutation (not of the augmentations).
+        train_per_class: a data-starved regime: keep only the first K scans of each class of the ``train`` split
+            (in the split's fixed shuffled order, so K = 10 is a subset of K = 20); val and test are unchanged.
+            ``None`` keeps them all; ignored for the other splits.
 
     Attributes:
         classes: ``["0", …, "9"]``.
@@ -378,14 +398,23 @@ class DigitsDataset(Dataset):
         val_fraction: float = 0.1,
         test_fraction: float = 0.2,
         seed: int = 0,
+        train_per_class: int | None = None,
     ) -> None:
         if not isinstance(size, (int, np.integer)) or isinstance(size, bool) or size < 1:
             raise ValueError(f"size must be a positive integer, got {size!r}")
+        if train_per_class is not None and (
+            isinstance(train_per_class, bool)
+            or not isinstance(train_per_class, (int, np.integer))
+            or train_per_class < 1
+        ):
+            raise ValueError(f"train_per_class must be a positive integer or None, got {train_per_class!r}")
         self.split = split
         self.classes = list(type(self).classes)  # the instance's own copy of the class-level constant
         self.size = int(size)
         self.transform = transform
         self.indices = digits_split_indices(split, val_fraction=val_fraction, test_fraction=test_fraction, seed=seed)
+        if split == "train" and train_per_class is not None:
+            self.indices = _first_per_class(self.indices, int(train_per_class), seed)
         images, targets = _digits()
         self._scans = images[self.indices]
         self.targets = targets[self.indices]

@@ -27,7 +27,15 @@ import cv2
 import numpy as np
 import torch
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PreviewGrid", "preview_mixing", "preview_pipeline", "to_display"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "PreviewGrid",
+    "preview_mixing",
+    "preview_pipeline",
+    "preview_samples",
+    "to_display",
+]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
@@ -229,6 +237,25 @@ def preview_pipeline(
         [f"#{i + 1}  {d.shape[1]}x{d.shape[0]}"] for i, d in enumerate(draws)
     ]
     return _render(tiles, captions, path, cols=cols, min_tile=min_tile, caption_lines=1)
+
+
+def preview_samples(
+    images: Sequence[np.ndarray],
+    captions: Sequence[str],
+    path: str | os.PathLike[str] = "samples.png",
+    *,
+    cols: int | None = None,
+    min_tile: int = 96,
+) -> PreviewGrid:
+    """Write a PNG grid of raw images (uint8 H×W×3, any sizes: larger ones are scaled down), one caption each."""
+    if not images or len(images) != len(captions):
+        raise ValueError(f"give one caption per image and at least one image, got {len(images)} and {len(captions)}")
+    if cols is not None:
+        cols = _check_count("cols", cols, 1)
+    tiles = [to_display(im) for im in images]
+    side = min(max(max(t.shape[:2]) for t in tiles), 160)
+    tiles = [_fit(t, side, side) for t in tiles]
+    return _render(tiles, [[c] for c in captions], path, cols=cols, min_tile=min_tile, caption_lines=1)
 
 
 def _top2(row: np.ndarray, class_names: Sequence[str]) -> list[str]:

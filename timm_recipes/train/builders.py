@@ -111,9 +111,15 @@ def build_datasets(recipe: Recipe) -> DataSplits:
         classes, origin = list(splits[0].classes), f"{d.root or d.train_shards} ({d.dataset})"
     elif d.dataset == "digits":
         size = d.image_size
-        splits = [DigitsDataset(s, size=size, transform=tf) for s, tf in (("train", train_tf), ("val", eval_tf))]
+        k = d.train_per_class
+        splits = [
+            DigitsDataset("train", size=size, transform=train_tf, train_per_class=k),
+            DigitsDataset("val", size=size, transform=eval_tf),
+        ]
         test = DigitsDataset("test", size=size, transform=eval_tf)
         classes, origin = list(DigitsDataset.classes), f"built-in digits at {size} px"
+        if k is not None:
+            origin += f", {k} training images per class"
     else:
         if d.root is None:
             raise ValueError("data.root must name a folder with train/ and val/ sub-folders when data.dataset='folder'")

@@ -264,6 +264,7 @@ def _fit(
     dist.run_dir = run_dir
     if dist.is_main:
         check_writable(run_dir, "run folder")  # before the data and the model are built, not at the first write
+    sanity = _sanity_check(recipe, dist) if run.sanity_check and checkpoint is None else None  # before seeding
     _seed_everything(run.seed, deterministic=run.deterministic, device=device)  # the same initial weights everywhere
 
     # 1. Data: datasets with their pipelines, then loaders whose randomness depends on (seed, epoch) only.
@@ -333,6 +334,8 @@ def _fit(
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / "recipe.yaml")
         log.truncate(epoch)
+        if sanity is not None:
+            sanity.save(run_dir / "sanity_check.json")
     _announce(recipe, run_dir, device, data, global_batch, lr, steps_per_epoch, ema, checkpoint, dist)
 
     # 9. Epochs: train, evaluate raw and EMA weights, log, checkpoint, stop early when the monitor stalls.
@@ -398,6 +401,20 @@ def _fit(
         best_checkpoint=_tag_path(ckpt_dir, "best"),
         last_checkpoint=_tag_path(ckpt_dir, "last"),
     )
+
+
+# ================================================================================================ sanity checks
+def _sanity_check(recipe: Recipe, dist: Distributed) -> Any:
+    """``run.sanity_check``: the lecture's checks on rank 0 before anything is written; a failure stops every rank."""
+    from timm_recipes.train.sanity import SanityCheckError, run_checks
+
+    report = run_checks(recipe) if dist.is_main else None
+    if report is not None:
+        _LOG.info("sanity checks:\n%s", report.text())
+    failed = dist.broadcast_object([f"{c.name}: {c.message}" for c in report.failed] if report is not None else None)
+    if failed:
+        raise SanityCheckError("run.sanity_check: " + " | ".join(failed) + " (nothing was trained)")
+    return report
 
 
 # ================================================================================================ device, precision
