@@ -26,6 +26,7 @@ https://arxiv.org/abs/1708.04552, and Zhong et al., "Random Erasing Data Augment
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from albumentations.core.transforms_interface import ImageOnlyTransform
+from torch.utils.data import get_worker_info
 
 __all__ = [
     "INTERPOLATIONS",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 INTERPOLATIONS = ("bilinear", "bicubic", "area")
+_WORKER_STREAM = 0x776F726B  # tags the per-worker stream of RecipeCompose ("work")
 CROP_MODES = ("center", "squash", "border")
 
 
@@ -169,11 +172,39 @@ class RecipeCompose(A.Compose):
     one generator keeps the draws independent and still reproducible; ``set_random_seed`` (what a data loader
     calls per worker and epoch) keeps the sharing. Serialises like ``A.Compose`` (the seed is not serialised by
     albumentations: call ``set_random_seed`` after ``A.from_dict``).
+
+    Safe in any ``DataLoader``: in a worker process, a generator that came from ``seed`` (or from fresh entropy) is
+    re-keyed from ``(seed, torch.initial_seed())`` (see :meth:`__call__`), so workers and epochs never repeat each
+    other's augmentations; generators set explicitly with ``set_random_state`` are used as given.
     """
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(seed)
         self.set_random_state(self.random_generator, self.py_random)
+        # A generator made from a seed (or from fresh entropy) follows DataLoader workers: see __call__.
+        self._follow_workers = True
+        self._base_seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy)
+        self._worker_seed: int | None = None
+
+    def set_random_state(self, random_generator: np.random.Generator, py_random: Any) -> None:
+        """Use the given generators as they are (an explicit generator is never re-keyed per worker)."""
+        super().set_random_state(random_generator, py_random)
+        self._follow_workers = False
+
+    def __call__(self, *args: Any, force_apply: bool = False, **data: Any) -> dict[str, Any]:
+        """Apply the pipeline. Inside a ``torch.utils.data.DataLoader`` worker, a pipeline whose generator came from
+        ``seed`` (or from fresh entropy) first re-keys it from ``(seed, torch.initial_seed())``: the DataLoader gives
+        every worker of every epoch its own initial seed, so no two workers or epochs repeat each other's
+        augmentations in any loader, and a seeded DataLoader (``generator=``) stays reproducible. Generators given
+        through ``set_random_state`` (as :func:`~timm_recipes.data.datasets.create_loader` does per sample) are
+        used unchanged."""
+        if getattr(self, "_follow_workers", False) and get_worker_info() is not None:
+            worker_seed = torch.initial_seed()
+            if worker_seed != self._worker_seed:
+                self._worker_seed = worker_seed
+                generator = np.random.default_rng([self._base_seed, _WORKER_STREAM, worker_seed])
+                super().set_random_state(generator, random.Random(int(generator.integers(2**63))))
+        return super().__call__(*args, force_apply=force_apply, **data)
 
 
 # --------------------------------------------------------------------------------------------------- transforms
