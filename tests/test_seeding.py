@@ -142,7 +142,12 @@ def test_keyed_streams_are_reproducible_and_distinct() -> None:
     first = g.random(4)
     assert np.array_equal(reseed(g, 1, 2, 3).random(4), first)
     assert np.array_equal(keyed_generator(1, 2, 3).random(4), first)
-    seen = {tuple(keyed_generator(0, 3, e, r, p).integers(0, 2**62, 2)) for e in range(4) for r in range(4) for p in range(8)}
+    seen = {
+        tuple(keyed_generator(0, 3, e, r, p).integers(0, 2**62, 2))
+        for e in range(4)
+        for r in range(4)
+        for p in range(8)
+    }
     assert len(seen) == 128  # distinct keys, distinct streams
     assert stream_state(1, 2) != stream_state(2, 1) and stream_state(1, 2) != stream_state(1, 2, 0)
     assert stream_state(-1)[0] == stream_state(2**64 - 1)[0]  # negatives wrap mod 2**64

@@ -69,24 +69,24 @@ class NumpyRandom(random.Random):
     def generator(self) -> np.random.Generator:
         return self._generator
 
-    def seed(self, a: Any = None, version: int = 2) -> None:  # noqa: D102
+    def seed(self, a: Any = None, version: int = 2) -> None:
         super().seed(a, version)  # the unused Mersenne Twister state of the base class
         if isinstance(a, int) and getattr(self, "_generator", None) is not None:
             reseed(self._generator, a)
 
-    def random(self) -> float:  # noqa: D102
+    def random(self) -> float:
         return self._generator.random()
 
-    def getrandbits(self, k: int) -> int:  # noqa: D102
+    def getrandbits(self, k: int) -> int:
         if k < 0:
             raise ValueError("number of bits must be non-negative")
         n = (k + 7) // 8
         return int.from_bytes(self._generator.bytes(n), "little") >> (8 * n - k) if n else 0
 
-    def getstate(self) -> Any:  # noqa: D102
+    def getstate(self) -> Any:
         return self._generator.bit_generator.state
 
-    def setstate(self, state: Any) -> None:  # noqa: D102
+    def setstate(self, state: Any) -> None:
         self._generator.bit_generator.state = state
 
     def __reduce__(self) -> tuple[Any, ...]:
