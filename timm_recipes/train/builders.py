@@ -177,9 +177,18 @@ def create_mixing(
 
 
 def create_train_loader(
-    recipe: Recipe, data: DataSplits, dist: Distributed, device: torch.device, collate: Callable[..., Any] | None
+    recipe: Recipe,
+    data: DataSplits,
+    dist: Distributed,
+    device: torch.device,
+    collate: Callable[..., Any] | None,
+    batch_transform: Callable[..., Any] | None = None,
 ) -> Any:
+    """The training loader. On CUDA the workers emit uint8 and a :class:`~timm_recipes.data.prefetch.
+    DevicePrefetcher` normalises on the GPU and applies ``batch_transform`` (Mixup/CutMix) there; it then has
+    ``applies_batch_transform = True`` and the caller must not apply ``batch_transform`` again."""
     from timm_recipes.data.datasets import create_loader
+    from timm_recipes.data.prefetch import DevicePrefetcher, uint8_dataset
 
     d = recipe.data
     sampler = dist.train_sampler(data.train, seed=recipe.run.seed, batch_size=d.batch_size)
@@ -195,25 +204,38 @@ def create_train_loader(
             f"data.batch_size={d.batch_size} is larger than the {per_epoch} training images of {data.origin} "
             f"(per process); lower data.batch_size"
         )
-    return create_loader(
-        data.train, batch_size=d.batch_size, shuffle=sampler is None, num_workers=d.num_workers, seed=recipe.run.seed,
-        collate_fn=collate, drop_last=True, sampler=sampler, pin_memory=d.pin_memory and device.type == "cuda",
+    cuda = device.type == "cuda"
+    dataset, mean, std = uint8_dataset(data.train) if cuda else (data.train, None, None)
+    loader = create_loader(
+        dataset, batch_size=d.batch_size, shuffle=sampler is None, num_workers=d.num_workers, seed=recipe.run.seed,
+        collate_fn=collate, drop_last=True, sampler=sampler, pin_memory=d.pin_memory and cuda,
     )  # fmt: skip
+    if not cuda:
+        return loader
+    return DevicePrefetcher(
+        loader, device, mean=mean, std=std, channels_last=recipe.run.channels_last, batch_transform=batch_transform
+    )
 
 
 def create_eval_loader(
     recipe: Recipe, dataset: Dataset, dist: Distributed | None = None, device: torch.device | None = None
 ) -> Any:
-    """A loader over ``dataset`` in its order (no shuffle, no drop), with the recipe's batch size and workers."""
+    """A loader over ``dataset`` in its order (no shuffle, no drop), with the recipe's batch size and workers (on
+    CUDA: uint8 workers and GPU normalisation, as in :func:`create_train_loader`)."""
     from timm_recipes.data.datasets import create_loader
+    from timm_recipes.data.prefetch import DevicePrefetcher, uint8_dataset
 
     d = recipe.data
     sampler = dist.eval_sampler(dataset) if dist is not None else None
-    pin = d.pin_memory and device is not None and device.type == "cuda"
-    return create_loader(
-        dataset, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
-        sampler=sampler, pin_memory=pin,
+    cuda = device is not None and device.type == "cuda"
+    source, mean, std = uint8_dataset(dataset) if cuda else (dataset, None, None)
+    loader = create_loader(
+        source, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
+        sampler=sampler, pin_memory=d.pin_memory and cuda,
     )  # fmt: skip
+    if not cuda:
+        return loader
+    return DevicePrefetcher(loader, device, mean=mean, std=std, channels_last=recipe.run.channels_last)
 
 
 # ================================================================================================ model
