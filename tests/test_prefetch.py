@@ -110,7 +110,12 @@ def test_cuda_builders_prefetch_and_mix_on_the_gpu() -> None:
     from timm_recipes.train.distributed import Distributed
 
     recipe = recipe_from_dict(
-        {"data": {"dataset": "digits", "batch_size": 32}, "mix": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0}, "model": {"num_classes": 10}, "run": {"channels_last": True}}
+        {
+            "data": {"dataset": "digits", "batch_size": 32},
+            "mix": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0},
+            "model": {"num_classes": 10},
+            "run": {"channels_last": True},
+        }
     )
     device = torch.device("cuda")
     data = build_datasets(recipe)

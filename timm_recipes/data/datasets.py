@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, default_collate
 
+from timm_recipes.data.decode import decode_and_transform
 from timm_recipes.data.seeding import NumpyRandom, keyed_generator, reseed
 
 __all__ = [
@@ -60,6 +61,7 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
 
 # OpenCV >= 4.11 decodes straight to RGB; older versions decode BGR and convert.
 _IMREAD_RGB: int | None = getattr(cv2, "IMREAD_COLOR_RGB", None)
+_REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
 
 
 # --------------------------------------------------------------------------------------------------- decoding
@@ -82,6 +84,7 @@ def decode_image(
     *,
     apply_exif_orientation: bool = False,
     name: str | None = None,
+    reduce: int = 1,
 ) -> np.ndarray:
     """Decode an image file (or its bytes) with OpenCV into a uint8 H×W×3 RGB array.
 
@@ -93,6 +96,9 @@ def decode_image(
         apply_exif_orientation: rotate by the EXIF orientation tag. Off by default, as in timm's and
             torchvision's loaders, so that training and published evaluation numbers see the same pixels.
         name: how to name the image in error messages when bytes are given.
+        reduce: 1, 2, 4 or 8: decode a JPEG at that fraction of its size with libjpeg's DCT scaling (OpenCV
+            ``IMREAD_REDUCED_COLOR_*``; other formats are decoded and then reduced by OpenCV). Use it through
+            :func:`~timm_recipes.data.decode.decode_and_transform`, which decides when it is safe.
 
     Returns:
         A C-contiguous uint8 array of shape (H, W, 3), RGB.
@@ -119,6 +125,10 @@ def decode_image(
     if data[:2] == b"\xff\xd8" and _jpeg_truncated(data):
         raise CorruptImageError(label, "truncated JPEG (no end-of-image marker after the last scan)")
     flags = cv2.IMREAD_COLOR if _IMREAD_RGB is None else _IMREAD_RGB
+    if reduce != 1:
+        if reduce not in _REDUCED:
+            raise ValueError(f"reduce must be 1, 2, 4 or 8, got {reduce!r}")
+        flags |= _REDUCED[reduce] & ~cv2.IMREAD_COLOR  # the scaling bits only (they combine with RGB output)
     if not apply_exif_orientation:
         flags |= cv2.IMREAD_IGNORE_ORIENTATION
     try:
@@ -130,6 +140,14 @@ def decode_image(
     if _IMREAD_RGB is None:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     return np.ascontiguousarray(image)
+
+
+def _read_file(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as err:
+        raise CorruptImageError(path, f"unreadable ({err.strerror or err})") from err
 
 
 # ------------------------------------------------------------------------------------------- image folders
@@ -212,15 +230,13 @@ class ImageFolderDataset(Dataset):
         for attempt in range(len(self)):
             path, target = self.samples[(index + attempt) % len(self)]
             try:
-                image = decode_image(path)
+                image = decode_and_transform(_read_file(path), self.transform, path)
             except CorruptImageError:
                 if not self.skip_corrupt:
                     raise
                 skipped.append(path)
                 self.corrupt_files.add(path)
                 continue
-            if self.transform is not None:
-                image = self.transform(image=image)["image"]
             return (image, target), skipped
         raise RuntimeError(f"all {len(self)} images under {str(self.root)!r} are corrupt")
 

@@ -227,6 +227,27 @@ class EnsureRGB(ImageOnlyTransform):
         return np.ascontiguousarray(img[..., :3])
 
 
+def _drawn_shape(params: dict[str, Any], data: dict[str, Any]) -> tuple[int, int]:
+    """The (height, width) the crop is drawn on: ``source_shape`` when the image was decoded at reduced size
+    (see :mod:`timm_recipes.data.decode`), else the image's own shape."""
+    source = data.get("source_shape")
+    return (int(source[0]), int(source[1])) if source is not None else tuple(params["shape"][:2])  # type: ignore
+
+
+def _to_image(
+    window: tuple[int, int, int, int], drawn: tuple[int, int], actual: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A window ``(x0, y0, x1, y1)`` drawn on ``drawn`` (height, width) in the pixels of the ``actual`` image: the
+    same region of the scene, rounded to whole pixels of the reduced image (at least one pixel wide)."""
+    if drawn == actual:
+        return window
+    fy, fx = actual[0] / drawn[0], actual[1] / drawn[1]
+    x0, y0, x1, y1 = window
+    rx0, ry0 = min(round(x0 * fx), actual[1] - 1), min(round(y0 * fy), actual[0] - 1)
+    rx1, ry1 = max(min(round(x1 * fx), actual[1]), rx0 + 1), max(min(round(y1 * fy), actual[0]), ry0 + 1)
+    return rx0, ry0, rx1, ry1
+
+
 class MultiScaleCrop(ImageOnlyTransform):
     """ResNet/VGG multi-scale training crop, computed on the source window (Simonyan & Zisserman 2015,
     https://arxiv.org/abs/1409.1556; He et al. 2016, https://arxiv.org/abs/1512.03385).
@@ -272,14 +293,19 @@ class MultiScaleCrop(ImageOnlyTransform):
         target = max(short_side, self.crop_size)
         return max(1, min(short, round(self.crop_size * short / target)))
 
+    def min_window_side(self, h: int, w: int) -> int:
+        """The smallest window side any draw can give on an ``h`` × ``w`` image (at ``S = S_max``)."""
+        return self.window_side(min(h, w), self.scale_range[1])
+
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        h, w = params["shape"][:2]
+        h, w = _drawn_shape(params, data)
         s = int(self.random_generator.integers(self.scale_range[0], self.scale_range[1] + 1))
         win = self.window_side(min(h, w), s)
         y0 = int(self.random_generator.integers(0, h - win + 1))
         x0 = int(self.random_generator.integers(0, w - win + 1))
         flip = bool(self.random_generator.random() < self.hflip)
-        return {"short_side": s, "crop_coords": (x0, y0, x0 + win, y0 + win), "flip": flip}
+        coords = _to_image((x0, y0, x0 + win, y0 + win), (h, w), tuple(params["shape"][:2]))
+        return {"short_side": s, "crop_coords": coords, "flip": flip}
 
     def apply(
         self, img: np.ndarray, crop_coords: tuple[int, int, int, int], flip: bool = False, **params: Any
@@ -327,9 +353,16 @@ class InceptionCrop(ImageOnlyTransform):
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio!r}")
         self.interpolation = check_interpolation("interpolation", interpolation)
 
+    def min_window_side(self, h: int, w: int) -> int:
+        """A lower bound on the shorter side of any window drawn on an ``h`` × ``w`` image: a try has area
+        ``≥ scale_min · h w`` and aspect in ``ratio``; the fallback centre crop is larger."""
+        side = math.sqrt(h * w * self.scale[0] * min(self.ratio[0], 1.0 / self.ratio[1]))
+        return max(1, min(h, w, math.floor(side - 0.5)))
+
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        x0, y0, x1, y1 = self.window(*params["shape"][:2])
-        return {"crop_coords": (x0, y0, x1, y1), "flip": bool(self.random_generator.random() < self.hflip)}
+        drawn = _drawn_shape(params, data)
+        coords = _to_image(self.window(*drawn), drawn, tuple(params["shape"][:2]))
+        return {"crop_coords": coords, "flip": bool(self.random_generator.random() < self.hflip)}
 
     def window(self, h: int, w: int) -> tuple[int, int, int, int]:
         """Draw the crop window ``(x0, y0, x1, y1)`` for an ``h`` × ``w`` image (torchvision's algorithm)."""
