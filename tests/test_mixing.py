@@ -541,3 +541,28 @@ def test_bad_batches() -> None:
         MixupCutmixCollator(C)([(x[0], 0), (x[1, :, :5], 1)])
     with pytest.raises(ValueError, match="batch"):
         MixupCutmixCollator(C)([])
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The fast paths draw and plan exactly what the general path does
+# ----------------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("alphas", [(1.0, 0.0), (0.0, 1.0), (0.8, 1.0), (0.0, 0.0)])
+@pytest.mark.parametrize("n", [0, 1, 7, 8])
+def test_batch_mode_scalar_draws_equal_the_array_draws(alphas: tuple[float, float], n: int) -> None:
+    mixer = MixupCutmix(C, *alphas, prob=0.8)
+    for seed in range(25):
+        fast, fast_plan = mixer._sample(n, 12, 15, torch.Generator().manual_seed(seed))
+        slow, slow_plan = mixer._sample(n, 12, 15, torch.Generator().manual_seed(seed), scalar=False)
+        for field in ("lam", "use_cutmix", "box", "partner", "lam_drawn", "center"):
+            assert torch.equal(getattr(fast, field), getattr(slow, field)), field
+        for field in ("lam", "partner", "weight", "cut", "boxes"):
+            assert np.array_equal(getattr(fast_plan, field), getattr(slow_plan, field)), field
+        for field in ("flip", "selfs", "lam_scalar", "weight_scalar", "same_box", "active", "any_cut"):
+            assert getattr(fast_plan, field) == getattr(slow_plan, field), field
+        # and __call__ (which skips the MixParams record) mixes exactly as the recorded draws say
+        x = _images(n) if n else torch.empty(0, 3, 12, 15)
+        mixer.generator = torch.Generator().manual_seed(seed)
+        out, y = mixer(x, torch.arange(n) % C)
+        mixer.generator = None
+        ref_out, ref_y = mixer(x, torch.arange(n) % C, params=fast)
+        assert torch.equal(out, ref_out) and torch.equal(y, ref_y)

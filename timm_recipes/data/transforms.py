@@ -26,6 +26,7 @@ https://arxiv.org/abs/1708.04552, and Zhong et al., "Random Erasing Data Augment
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from albumentations.core.transforms_interface import ImageOnlyTransform
+from torch.utils.data import get_worker_info
 
 __all__ = [
     "INTERPOLATIONS",
@@ -49,6 +51,7 @@ __all__ = [
 ]
 
 INTERPOLATIONS = ("bilinear", "bicubic", "area")
+_WORKER_STREAM = 0x776F726B  # tags the per-worker stream of RecipeCompose ("work")
 CROP_MODES = ("center", "squash", "border")
 
 
@@ -169,11 +172,39 @@ class RecipeCompose(A.Compose):
     one generator keeps the draws independent and still reproducible; ``set_random_seed`` (what a data loader
     calls per worker and epoch) keeps the sharing. Serialises like ``A.Compose`` (the seed is not serialised by
     albumentations: call ``set_random_seed`` after ``A.from_dict``).
+
+    Safe in any ``DataLoader``: in a worker process, a generator that came from ``seed`` (or from fresh entropy) is
+    re-keyed from ``(seed, torch.initial_seed())`` (see :meth:`__call__`), so workers and epochs never repeat each
+    other's augmentations; generators set explicitly with ``set_random_state`` are used as given.
     """
 
     def set_random_seed(self, seed: int | None) -> None:
         super().set_random_seed(seed)
         self.set_random_state(self.random_generator, self.py_random)
+        # A generator made from a seed (or from fresh entropy) follows DataLoader workers: see __call__.
+        self._follow_workers = True
+        self._base_seed = int(seed) if seed is not None else int(np.random.SeedSequence().entropy)
+        self._worker_seed: int | None = None
+
+    def set_random_state(self, random_generator: np.random.Generator, py_random: Any) -> None:
+        """Use the given generators as they are (an explicit generator is never re-keyed per worker)."""
+        super().set_random_state(random_generator, py_random)
+        self._follow_workers = False
+
+    def __call__(self, *args: Any, force_apply: bool = False, **data: Any) -> dict[str, Any]:
+        """Apply the pipeline. Inside a ``torch.utils.data.DataLoader`` worker, a pipeline whose generator came from
+        ``seed`` (or from fresh entropy) first re-keys it from ``(seed, torch.initial_seed())``: the DataLoader gives
+        every worker of every epoch its own initial seed, so no two workers or epochs repeat each other's
+        augmentations in any loader, and a seeded DataLoader (``generator=``) stays reproducible. Generators given
+        through ``set_random_state`` (as :func:`~timm_recipes.data.datasets.create_loader` does per sample) are
+        used unchanged."""
+        if getattr(self, "_follow_workers", False) and get_worker_info() is not None:
+            worker_seed = torch.initial_seed()
+            if worker_seed != self._worker_seed:
+                self._worker_seed = worker_seed
+                generator = np.random.default_rng([self._base_seed, _WORKER_STREAM, worker_seed])
+                super().set_random_state(generator, random.Random(int(generator.integers(2**63))))
+        return super().__call__(*args, force_apply=force_apply, **data)
 
 
 # --------------------------------------------------------------------------------------------------- transforms
@@ -205,6 +236,27 @@ class EnsureRGB(ImageOnlyTransform):
         if img.ndim == 2 or img.shape[2] == 1:
             return cv2.cvtColor(img.reshape(img.shape[:2]), cv2.COLOR_GRAY2RGB)
         return np.ascontiguousarray(img[..., :3])
+
+
+def _drawn_shape(params: dict[str, Any], data: dict[str, Any]) -> tuple[int, int]:
+    """The (height, width) the crop is drawn on: ``source_shape`` when the image was decoded at reduced size
+    (see :mod:`timm_recipes.data.decode`), else the image's own shape."""
+    source = data.get("source_shape")
+    return (int(source[0]), int(source[1])) if source is not None else tuple(params["shape"][:2])  # type: ignore
+
+
+def _to_image(
+    window: tuple[int, int, int, int], drawn: tuple[int, int], actual: tuple[int, int]
+) -> tuple[int, int, int, int]:
+    """A window ``(x0, y0, x1, y1)`` drawn on ``drawn`` (height, width) in the pixels of the ``actual`` image: the
+    same region of the scene, rounded to whole pixels of the reduced image (at least one pixel wide)."""
+    if drawn == actual:
+        return window
+    fy, fx = actual[0] / drawn[0], actual[1] / drawn[1]
+    x0, y0, x1, y1 = window
+    rx0, ry0 = min(round(x0 * fx), actual[1] - 1), min(round(y0 * fy), actual[0] - 1)
+    rx1, ry1 = max(min(round(x1 * fx), actual[1]), rx0 + 1), max(min(round(y1 * fy), actual[0]), ry0 + 1)
+    return rx0, ry0, rx1, ry1
 
 
 class MultiScaleCrop(ImageOnlyTransform):
@@ -252,14 +304,19 @@ class MultiScaleCrop(ImageOnlyTransform):
         target = max(short_side, self.crop_size)
         return max(1, min(short, round(self.crop_size * short / target)))
 
+    def min_window_side(self, h: int, w: int) -> int:
+        """The smallest window side any draw can give on an ``h`` × ``w`` image (at ``S = S_max``)."""
+        return self.window_side(min(h, w), self.scale_range[1])
+
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        h, w = params["shape"][:2]
+        h, w = _drawn_shape(params, data)
         s = int(self.random_generator.integers(self.scale_range[0], self.scale_range[1] + 1))
         win = self.window_side(min(h, w), s)
         y0 = int(self.random_generator.integers(0, h - win + 1))
         x0 = int(self.random_generator.integers(0, w - win + 1))
         flip = bool(self.random_generator.random() < self.hflip)
-        return {"short_side": s, "crop_coords": (x0, y0, x0 + win, y0 + win), "flip": flip}
+        coords = _to_image((x0, y0, x0 + win, y0 + win), (h, w), tuple(params["shape"][:2]))
+        return {"short_side": s, "crop_coords": coords, "flip": flip}
 
     def apply(
         self, img: np.ndarray, crop_coords: tuple[int, int, int, int], flip: bool = False, **params: Any
@@ -307,9 +364,16 @@ class InceptionCrop(ImageOnlyTransform):
             raise ValueError(f"ratio must satisfy 0 < min <= max, got {ratio!r}")
         self.interpolation = check_interpolation("interpolation", interpolation)
 
+    def min_window_side(self, h: int, w: int) -> int:
+        """A lower bound on the shorter side of any window drawn on an ``h`` × ``w`` image: a try has area
+        ``≥ scale_min · h w`` and aspect in ``ratio``; the fallback centre crop is larger."""
+        side = math.sqrt(h * w * self.scale[0] * min(self.ratio[0], 1.0 / self.ratio[1]))
+        return max(1, min(h, w, math.floor(side - 0.5)))
+
     def get_params_dependent_on_data(self, params: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
-        x0, y0, x1, y1 = self.window(*params["shape"][:2])
-        return {"crop_coords": (x0, y0, x1, y1), "flip": bool(self.random_generator.random() < self.hflip)}
+        drawn = _drawn_shape(params, data)
+        coords = _to_image(self.window(*drawn), drawn, tuple(params["shape"][:2]))
+        return {"crop_coords": coords, "flip": bool(self.random_generator.random() < self.hflip)}
 
     def window(self, h: int, w: int) -> tuple[int, int, int, int]:
         """Draw the crop window ``(x0, y0, x1, y1)`` for an ``h`` × ``w`` image (torchvision's algorithm)."""

@@ -215,16 +215,28 @@ def create_mixing(
 
 
 def create_train_loader(
-    recipe: Recipe, data: DataSplits, dist: Distributed, device: torch.device, collate: Callable[..., Any] | None
+    recipe: Recipe,
+    data: DataSplits,
+    dist: Distributed,
+    device: torch.device,
+    collate: Callable[..., Any] | None,
+    batch_transform: Callable[..., Any] | None = None,
 ) -> Any:
+    """The training loader. On CUDA the workers emit uint8 and a :class:`~timm_recipes.data.prefetch.
+    DevicePrefetcher` normalises on the GPU and applies ``batch_transform`` (Mixup/CutMix) there; it then has
+    ``applies_batch_transform = True`` and the caller must not apply ``batch_transform`` again."""
     from timm_recipes.data.datasets import create_loader
+    from timm_recipes.data.prefetch import uint8_dataset
 
     d = recipe.data
-    if hasattr(data.train, "loader"):  # an iterable source (shards) deals itself over ranks and workers
-        return data.train.loader(
+    cuda = device.type == "cuda"
+    dataset, mean, std = uint8_dataset(data.train) if cuda else (data.train, None, None)
+    if hasattr(dataset, "loader"):  # an iterable source (shards) deals itself over ranks and workers
+        loader = dataset.loader(
             batch_size=d.batch_size, train=True, num_workers=d.num_workers, seed=recipe.run.seed, rank=dist.rank,
-            world_size=dist.world_size, collate_fn=collate, pin_memory=d.pin_memory and device.type == "cuda",
+            world_size=dist.world_size, collate_fn=collate, pin_memory=d.pin_memory and cuda,
         )  # fmt: skip
+        return _on_device(loader, recipe, device, mean, std, batch_transform)
     sampler = dist.train_sampler(data.train, seed=recipe.run.seed, batch_size=d.batch_size)
     per_epoch = len(sampler) if sampler is not None else len(data.train)
     if sampler is not None and per_epoch == 0:
@@ -238,29 +250,53 @@ def create_train_loader(
             f"data.batch_size={d.batch_size} is larger than the {per_epoch} training images of {data.origin} "
             f"(per process); lower data.batch_size"
         )
-    return create_loader(
-        data.train, batch_size=d.batch_size, shuffle=sampler is None, num_workers=d.num_workers, seed=recipe.run.seed,
-        collate_fn=collate, drop_last=True, sampler=sampler, pin_memory=d.pin_memory and device.type == "cuda",
+    loader = create_loader(
+        dataset, batch_size=d.batch_size, shuffle=sampler is None, num_workers=d.num_workers, seed=recipe.run.seed,
+        collate_fn=collate, drop_last=True, sampler=sampler, pin_memory=d.pin_memory and cuda,
     )  # fmt: skip
+    return _on_device(loader, recipe, device, mean, std, batch_transform)
+
+
+def _on_device(
+    loader: Any,
+    recipe: Recipe,
+    device: torch.device | None,
+    mean: tuple[float, ...] | None,
+    std: tuple[float, ...] | None,
+    batch_transform: Callable[..., Any] | None = None,
+) -> Any:
+    """On CUDA: ``loader`` behind a :class:`~timm_recipes.data.prefetch.DevicePrefetcher`; elsewhere as it is."""
+    from timm_recipes.data.prefetch import DevicePrefetcher
+
+    if device is None or device.type != "cuda":
+        return loader
+    return DevicePrefetcher(
+        loader, device, mean=mean, std=std, channels_last=recipe.run.channels_last, batch_transform=batch_transform
+    )
 
 
 def create_eval_loader(
     recipe: Recipe, dataset: Dataset, dist: Distributed | None = None, device: torch.device | None = None
 ) -> Any:
-    """A loader over ``dataset`` in its order (no shuffle, no drop), with the recipe's batch size and workers."""
+    """A loader over ``dataset`` in its order (no shuffle, no drop), with the recipe's batch size and workers (on
+    CUDA: uint8 workers and GPU normalisation, as in :func:`create_train_loader`)."""
     from timm_recipes.data.datasets import create_loader
+    from timm_recipes.data.prefetch import uint8_dataset
 
     d = recipe.data
-    pin = d.pin_memory and device is not None and device.type == "cuda"
-    if hasattr(dataset, "loader"):  # an iterable source: every sample on exactly one (rank, worker)
+    cuda = device is not None and device.type == "cuda"
+    source, mean, std = uint8_dataset(dataset) if cuda else (dataset, None, None)
+    if hasattr(source, "loader"):  # an iterable source: every sample on exactly one (rank, worker)
         rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-        return dataset.loader(batch_size=d.batch_size, train=False, num_workers=d.num_workers, seed=recipe.run.seed,
-                              rank=rank, world_size=world, pin_memory=pin)  # fmt: skip
-    sampler = dist.eval_sampler(dataset) if dist is not None else None
-    return create_loader(
-        dataset, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
-        sampler=sampler, pin_memory=pin,
-    )  # fmt: skip
+        loader = source.loader(batch_size=d.batch_size, train=False, num_workers=d.num_workers, seed=recipe.run.seed,
+                               rank=rank, world_size=world, pin_memory=d.pin_memory and cuda)  # fmt: skip
+    else:
+        sampler = dist.eval_sampler(dataset) if dist is not None else None
+        loader = create_loader(
+            source, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
+            sampler=sampler, pin_memory=d.pin_memory and cuda,
+        )  # fmt: skip
+    return _on_device(loader, recipe, device, mean, std)
 
 
 # ================================================================================================ model

@@ -271,7 +271,9 @@ def _fit(
     data = build_datasets(recipe)
     mix_generator = torch.Generator()
     collate, mixer = create_mixing(recipe, data.num_classes, device, mix_generator)
-    train_loader = create_train_loader(recipe, data, dist, device, collate)
+    train_loader = create_train_loader(recipe, data, dist, device, collate, mixer)
+    if getattr(train_loader, "applies_batch_transform", False):  # CUDA: mixed on the GPU by the prefetcher
+        mixer = None
     val_loader = create_eval_loader(recipe, data.val, dist, device)
     steps_per_epoch = math.ceil(len(train_loader) / opt.accum_steps)
 
