@@ -289,6 +289,9 @@ def test_cli_fixres(tmp_path, capsys) -> None:
     assert "<- chosen" in printed and "top-1 on test" in printed
     report = json.loads((out / "fixres.json").read_text())
     assert report["weights"] == "model" and report["epochs"] == 1
+    from timm_recipes._files import current_umask
+
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~current_umask()  # not safetensors' 0600
     assert [(r["size"], r["crop_pct"], r["n"]) for r in report["table"]] == [
         (16, 1.0, 60),
         (20, 1.0, 60),

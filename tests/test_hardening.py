@@ -162,6 +162,10 @@ def test_a_kill_between_the_two_tag_writes_keeps_best_consistent(tmp_path, monke
     (ckpts / "best.json").write_text(json.dumps({"checkpoint": first.name, "epoch": 1}))
     assert open_checkpoint(ckpts, tag="best").epoch == 2
     assert "epoch 2, chosen as best" in describe_checkpoint(ckpts, "best")
+    from timm_recipes.train.checkpoint import repair_best_tag
+
+    assert repair_best_tag(ckpts).name == json.loads((ckpts / "best.json").read_text())["checkpoint"]  # on disk
+    assert repair_best_tag(ckpts) is None  # consistent now
 
 
 # ------------------------------------------------------------------------------------------------ run folders

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import socket
@@ -612,7 +613,13 @@ def test_export_overwrite_replaces_only_a_previous_export(tmp_path, model, recip
 
 
 def test_publish_fills_the_repo_into_a_card_exported_without_it(hub, tmp_path, model, recipe):
-    folder = export(model, tmp_path / "e", recipe=recipe, variant="ema", tag="ema_card")
+    old_umask = os.umask(0o022)
+    try:
+        folder = export(model, tmp_path / "e", recipe=recipe, variant="ema", tag="ema_card")
+    finally:
+        os.umask(old_umask)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (folder, *folder.iterdir())}
+    assert modes == {"e": 0o755, **dict.fromkeys(EXPORT_FILES, 0o644)}  # the umask's, not mkdtemp's 0700
     text = (folder / "README.md").read_text()
     assert "hf-hub:<org>/recipe_resnet18.ema_card" in text
     assert re.search(r"\| 32 × 32 \| 0\.9 \| 35 \|", text)  # timm's resize: floor(32 / 0.9)

@@ -159,6 +159,10 @@ def dry_run(recipe: Recipe, *, output: str | None) -> int:
 
     data = build_datasets(recipe)
     folder = Path(output) if output is not None else Path(recipe.run.output_dir.format(name=recipe.name))
+    base, n = folder, 1
+    while output is None and holds_run(folder):  # as fit chooses it: the default folder is never reused
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
     check_writable(folder, "--output")
     test = f" / {len(data.test)} test" if data.test is not None else ""
     print(f"dry run: data {data.origin}: {len(data.train)} train / {len(data.val)} val{test} images, "

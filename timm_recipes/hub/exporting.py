@@ -382,6 +382,8 @@ def export(
             num_params=sum(p.numel() for p in model.parameters()),
         )
         card.save(staging / "README.md")
+        for written in staging.iterdir():  # safetensors writes 0600 files: give every file the umask's mode
+            apply_umask(written, directory=written.is_dir())
         verify_export(model, staging, batch=check_batch)
         if folder.exists():
             shutil.rmtree(folder) if folder.is_dir() else folder.unlink()

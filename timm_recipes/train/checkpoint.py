@@ -58,6 +58,7 @@ __all__ = [
     "list_checkpoints",
     "open_checkpoint",
     "prune_checkpoints",
+    "repair_best_tag",
     "resolve_checkpoint",
     "restore_rng_state",
     "save_checkpoint",
@@ -491,6 +492,27 @@ def _reconciled_best(root: Path, best: Path | None) -> Path | None:
     if last_is_best and (best is None or _manifest_metrics(best).get("epoch", -1) < info["epoch"]):
         return last
     return best
+
+
+def repair_best_tag(root: str | os.PathLike[str]) -> Path | None:
+    """Rewrite ``best.json`` when the manifests say ``last``'s checkpoint is a newer best (:func:`resolve_checkpoint`).
+
+    Returns the checkpoint ``best.json`` now names when it was rewritten, else ``None``. Called when a run resumes,
+    so that the pair stays consistent on disk once the run moves on.
+    """
+    root = Path(root)
+    tag_file = root / "best.json"
+    try:
+        best = _read_pointer(tag_file) if tag_file.exists() else None
+    except CheckpointError:
+        best = None
+    chosen = _reconciled_best(root, best)
+    if chosen is None or chosen == best:
+        return None
+    epoch = _manifest_metrics(chosen).get("epoch")
+    doc = {"format": FORMAT, "checkpoint": chosen.name, "epoch": epoch, "repaired": True}
+    atomic_write_bytes(tag_file, json.dumps(doc, indent=1).encode())
+    return chosen
 
 
 def resolve_checkpoint(path: str | os.PathLike[str], tag: str = "last") -> Path:

@@ -37,7 +37,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import Dataset, Subset
 
-from timm_recipes._files import check_writable
+from timm_recipes._files import apply_umask, check_writable
 from timm_recipes.train.engine import evaluate
 from timm_recipes.train.optim import create_optimizer
 from timm_recipes.train.schedules import create_scheduler
@@ -681,6 +681,7 @@ def save_fixres(result: FixResResult, folder: str | os.PathLike[str], *, source:
     tmp = folder / ".model.safetensors.tmp"
     state = {k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()}
     save_file(state, str(tmp), metadata=meta)
+    apply_umask(tmp)  # safetensors creates it 0600
     os.replace(tmp, folder / "model.safetensors")
     report = {
         "paper": "https://arxiv.org/abs/1906.06423",

@@ -67,6 +67,7 @@ from timm_recipes.train.checkpoint import (
     check_compatible,
     damaged,
     open_checkpoint,
+    repair_best_tag,
     restore_rng_state,
     save_checkpoint,
 )
@@ -333,6 +334,10 @@ def _fit(
     if dist.is_main:  # the first write of the run: everything above has been checked
         if overwrite and checkpoint is None:
             clear_run(run_dir)
+        if checkpoint is not None and checkpoint.path.parent.parent == run_dir:
+            repaired = repair_best_tag(run_dir / "checkpoints")
+            if repaired is not None:
+                _LOG.warning("best.json lagged behind the manifests (a kill between the tag writes): now %s", repaired)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, run_dir / "recipe.yaml")
         log.truncate(epoch)
