@@ -188,8 +188,11 @@ def _preprocessing(
     return out
 
 
-_PROVENANCE = ("origin_url", "paper_ids", "paper_name", "notes", "description", "hf_hub_id")
-"""``pretrained_cfg`` keys describing where the *registry's* weights come from: not true of exported weights."""
+_PROVENANCE = (
+    "origin_url", "paper_ids", "paper_name", "notes", "description", "hf_hub_id", "hf_hub_filename", "license",
+)  # fmt: skip
+"""``pretrained_cfg`` keys describing where the *registry's* weights come from (the recipe models' default tags are
+timm's ImageNet weights, with their licence): not true of exported weights, whose licence is the card's."""
 
 
 def _rewrite_config(path: Path, *, architecture: str, model_name: str, variant: str, tag: str) -> dict[str, Any]:

@@ -40,6 +40,11 @@ _EXPORTS = {
     "run_search": "search",
     "SearchResult": "search",
     "sample_trial": "search",
+    "WeightsSource": "weights",
+    "resolve_weights": "weights",
+    "load_source_into": "weights",
+    "load_model_reference": "weights",
+    "FineTuneControl": "finetune",
 }
 
 __all__ = sorted(_EXPORTS)

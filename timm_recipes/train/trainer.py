@@ -305,8 +305,6 @@ def _fit(
         head_lr_scale=opt.head_lr_scale,
         **extra,
     )
-    # Fine-tuning: only the classifier trains for the first optim.freeze_backbone_epochs; model.freeze_bn.
-    tune = FineTuneControl(model, freeze_backbone_epochs=opt.freeze_backbone_epochs, freeze_bn=recipe.model.freeze_bn)
 
     # 5. Schedule, stepped once per optimizer step.
     scheduler = create_schedule(recipe, optimizer, steps_per_epoch, lr)
@@ -321,6 +319,9 @@ def _fit(
     unused = depth_draws is not None or opt.freeze_backbone_epochs > 0  # dropped blocks, a frozen backbone
     train_model = dist.wrap(model, device, find_unused_parameters=unused, sync_bn=run.sync_bn)
     eval_model = train_model if dist.world_size == 1 else model  # ranks evaluate unequal shards: no DDP collectives
+    # Fine-tuning: only the classifier trains for the first optim.freeze_backbone_epochs; model.freeze_bn. (After the
+    # wrap: run.sync_bn replaces the BatchNorm modules.)
+    tune = FineTuneControl(model, freeze_backbone_epochs=opt.freeze_backbone_epochs, freeze_bn=recipe.model.freeze_bn)
     if run.compile:
         train_model = torch.compile(train_model)
         eval_model = train_model if dist.world_size == 1 else torch.compile(model)
