@@ -82,6 +82,37 @@ def cpu_seconds() -> float:
     return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
 
 
+def measure_reading(folder: Path, shards: Path, *, rounds: int) -> dict[str, float]:
+    """CPU ms per image of only getting the encoded bytes: a file read, or webdataset's tar reader (same process)."""
+    from timm_recipes.data.datasets import ImageFolderDataset
+    from timm_recipes.data.sources.sharding import train_plan
+    from timm_recipes.data.sources.wds import WdsSource, resolve_shards
+
+    source = WdsSource(resolve_shards(str(shards), "train"), [str(c) for c in range(NUM_CLASSES)])
+    s = source.split
+    plan = train_plan(num_shards=len(s.urls), num_samples=s.num_samples, lengths=s.lengths, seed=0, epoch=0, rank=0,
+                      world_size=1, num_workers=1, batch_size=1)[0]  # fmt: skip
+    paths = [p for p, _ in ImageFolderDataset(folder / "train").samples]
+
+    def files() -> int:
+        total = 0
+        for path in paths:
+            with open(path, "rb") as f:
+                total += len(f.read())
+        return total
+
+    def tars() -> int:
+        return sum(len(item[2]) for item in source._read_once(plan, []))
+
+    times: dict[str, list[float]] = {"folder": [], "wds": []}
+    for _ in range(rounds):
+        for name, fn in (("folder", files), ("wds", tars)):
+            c0 = time.process_time()
+            fn()
+            times[name].append((time.process_time() - c0) / len(paths) * 1e3)
+    return {name: summarize(t)["median"] for name, t in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds")
@@ -105,7 +136,8 @@ def main() -> None:
                 if round_ >= warmup:
                     wall[key].append(t1 - t0)
                     cpu[key].append(c1 - c0)
-    results, rows = {}, []
+        read = measure_reading(folder, shards, rounds=warmup + repeats)
+    results, rows = {"reading_only_ms_per_image": read}, []
     n_images = (NUM_CLASSES * PER_CLASS // BATCH) * BATCH
     for w in WORKERS:
         f_wall, s_wall = summarize(wall[("folder", w)]), summarize(wall[("wds", w)])
@@ -122,6 +154,14 @@ def main() -> None:
     table = markdown_table(
         ["workers", "folder images/s", "shards images/s", "shards/folder (wall, median)", "(CPU, median)",
          "(CPU, best round)", "target", "met (CPU median)"], rows)  # fmt: skip
+    per_image = 1e3 * summarize(cpu[("folder", 0)])["median"] / n_images
+    extra = read["wds"] - read["folder"]
+    table += (
+        f"\n\nReading only (same process, CPU): {read['folder']:.3f} ms per image from files, {read['wds']:.3f} ms "
+        f"through webdataset's tar reader: {extra:.3f} ms more, {100 * extra / per_image:.1f} % of the folder "
+        f"pipeline's {per_image:.2f} ms CPU per image (0 workers)."
+    )
+    results["reading_only_overhead_fraction"] = extra / per_image
     load = os.getloadavg()[0]
     notes = (
         f"{n_images} training images per epoch ({NUM_CLASSES} classes x {PER_CLASS} JPEGs ~500x375; "

@@ -600,6 +600,11 @@ def run_fixres(
     from timm_recipes.train.builders import build_datasets
 
     splits = build_datasets(recipe)  # pipelines are replaced below by the test-time ones
+    if hasattr(splits.train, "loader"):  # an iterable source (timm_recipes.data.sources.wds)
+        raise ValueError(
+            f"FixRes fine-tuning needs random access to the images; data.dataset={data.dataset!r} (tar shards) is "
+            "streamed: run it on the same images as data.dataset='folder' or 'hfds'"
+        )
     train_set: Dataset = splits.train
     if splits.test is not None:
         holdout, holdout_name, eval_set, eval_name = splits.val, "val", splits.test, "test"
