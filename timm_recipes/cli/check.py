@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="report folder (default: checks/<recipe name>)")
     parser.add_argument("--only", action="append", choices=("data", "initial_loss", "overfit"), default=None,
                         help="run only this check (repeatable; default: all)")  # fmt: skip
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="survey at most N images per split, spread evenly (default: all)")  # fmt: skip
     parser.add_argument("--overfit-batch", type=int, default=16, help="images in the batch to overfit (default 16)")
     parser.add_argument("--overfit-steps", type=int, default=200, help="steps allowed to reach 100 %% (default 200)")
 
@@ -38,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.overfit_steps < 1:
         raise ValueError(f"--overfit-steps must be >= 1, got {args.overfit_steps}")
+    if args.max_images is not None and args.max_images < 1:
+        raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
     if args.overfit_batch < 1:
         raise ValueError(f"--overfit-batch must be >= 1, got {args.overfit_batch}")
     recipe = load_recipe(args.recipe)
@@ -46,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or f"checks/{recipe.name}"
     report = run_checks(
         recipe, output, checks=tuple(args.only or ALL_CHECKS), overfit_batch=args.overfit_batch,
-        overfit_steps=args.overfit_steps,
+        overfit_steps=args.overfit_steps, max_images=args.max_images,
     )  # fmt: skip
     print(f"timm-recipes check: recipe {recipe.name!r}")
     print(report.text())

@@ -19,6 +19,7 @@ rank-0-only writing, timeouts). ``W`` processes with ``data.batch_size = b`` tra
 Run folder (``run.output_dir``, ``{name}`` = the recipe's name)::
 
     recipe.yaml  metrics.jsonl  metrics.csv  curves.png  final.json  checkpoints/{last,best}.json + ckpt-*/
+    [sanity_check.json]  (``run.sanity_check``: the checks of :mod:`timm_recipes.train.sanity`, run before training)
 """
 
 from __future__ import annotations
