@@ -4,6 +4,7 @@ pre-training hook, and the schedule pictures."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 
@@ -119,6 +120,11 @@ def test_survey_statistics_and_raw_iteration_duck_typing() -> None:
     raw = list(iter_raw_samples(ds))
     assert len(raw) == len(ds) and all(np.array_equal(r.image, ds.image(i)) for i, r in enumerate(raw[:5]))
 
+    spread = list(iter_raw_samples(ds, limit=10))  # spread evenly from the first to the last image
+    where = [[r.key for r in raw].index(r.key) for r in spread]
+    assert where[0] == 0 and where[-1] == len(ds) - 1
+    assert all(abs((b - a) - (len(ds) - 1) / 9) <= 1 for a, b in itertools.pairwise(where))
+
     class Shards:  # a source with its own raw iteration (encoded bytes or arrays), like a WebDataset reader
         def iter_raw(self):
             _, png = cv2.imencode(".png", np.full((4, 6, 3), 7, np.uint8))
@@ -126,6 +132,7 @@ def test_survey_statistics_and_raw_iteration_duck_typing() -> None:
             yield "k1", np.zeros((5, 5, 3), np.uint8), 0
             yield "k2", b"garbage", 0
 
+    assert len(list(iter_raw_samples(Shards(), limit=2))) == 2
     got = list(iter_raw_samples(Shards()))
     assert got[0].image.shape == (4, 6, 3) and int(got[0].image[0, 0, 0]) == 7 and got[0].label == 1
     assert got[1].image.shape == (5, 5, 3) and got[2].image is None and "k2" in got[2].error

@@ -3,7 +3,7 @@
 Examples::
 
     timm-recipes check --recipe demo
-    timm-recipes check --recipe my_recipe.yaml --set data.root=/data/flowers --output checks/flowers
+    timm-recipes check --recipe my_recipe.yaml --set data.root=/data/flowers --output runs/check-flowers
     timm-recipes check --recipe demo --only data            # only look at the data
 
 Prints one line per check (ok / WARN / FAIL), writes ``<output>/sanity_check.json`` and the preview grids
@@ -24,9 +24,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a recipe value (repeatable)",
     )  # fmt: skip
-    parser.add_argument("--output", default=None, help="report folder (default: checks/<recipe name>)")
+    parser.add_argument("--output", default=None, help="report folder (default: runs/check-<recipe name>)")
     parser.add_argument("--only", action="append", choices=("data", "initial_loss", "overfit"), default=None,
                         help="run only this check (repeatable; default: all)")  # fmt: skip
+    parser.add_argument("--max-images", type=int, default=None,
+                        help="survey at most N images per split, spread evenly (default: all)")  # fmt: skip
     parser.add_argument("--overfit-batch", type=int, default=16, help="images in the batch to overfit (default 16)")
     parser.add_argument("--overfit-steps", type=int, default=200, help="steps allowed to reach 100 %% (default 200)")
 
@@ -38,15 +40,17 @@ def run(args: argparse.Namespace) -> int:
 
     if args.overfit_steps < 1:
         raise ValueError(f"--overfit-steps must be >= 1, got {args.overfit_steps}")
+    if args.max_images is not None and args.max_images < 1:
+        raise ValueError(f"--max-images must be >= 1, got {args.max_images}")
     if args.overfit_batch < 1:
         raise ValueError(f"--overfit-batch must be >= 1, got {args.overfit_batch}")
     recipe = load_recipe(args.recipe)
     if args.overrides:
         recipe = apply_overrides(recipe, args.overrides)
-    output = args.output or f"checks/{recipe.name}"
+    output = args.output or f"runs/check-{recipe.name}"
     report = run_checks(
         recipe, output, checks=tuple(args.only or ALL_CHECKS), overfit_batch=args.overfit_batch,
-        overfit_steps=args.overfit_steps,
+        overfit_steps=args.overfit_steps, max_images=args.max_images,
     )  # fmt: skip
     print(f"timm-recipes check: recipe {recipe.name!r}")
     print(report.text())

@@ -72,27 +72,44 @@ def folder_raw_samples(root: str | os.PathLike[str]) -> tuple[list[str], Iterato
     return classes, gen()
 
 
-def iter_raw_samples(dataset: Any) -> Iterator[RawSample]:
-    """The raw (untransformed) images of ``dataset``, whatever source it is (see the module docstring)."""
+def _chosen(n: int, limit: int | None) -> Sequence[int]:
+    """All of ``range(n)``, or ``limit`` indices spread evenly over it (every class of a sorted folder is seen)."""
+    if limit is None or limit >= n:
+        return range(n)
+    return sorted({int(i) for i in np.linspace(0, n - 1, limit)})
+
+
+def iter_raw_samples(dataset: Any, limit: int | None = None) -> Iterator[RawSample]:
+    """The raw (untransformed) images of ``dataset``, whatever source it is (see the module docstring).
+
+    Args:
+        dataset: A dataset of any source the trainer reads.
+        limit: At most this many images: spread evenly over a map-style dataset, the first ones of a stream.
+    """
     from timm_recipes.train.fixres import with_transform
 
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be an integer >= 1 or None, got {limit!r}")
     if callable(getattr(dataset, "iter_raw", None)):
-        for key, payload, label in dataset.iter_raw():
+        for n, (key, payload, label) in enumerate(dataset.iter_raw()):
+            if limit is not None and n >= limit:
+                return
             image, err = _decode(str(key), payload)
             yield RawSample(str(key), image, int(label), err)
         return
     if hasattr(dataset, "samples") and hasattr(dataset, "root"):
-        for path, label in dataset.samples:
+        for i in _chosen(len(dataset.samples), limit):
+            path, label = dataset.samples[i]
             image, err = _decode(path, path)
             yield RawSample(os.path.relpath(path, dataset.root), image, int(label), err)
         return
     if callable(getattr(dataset, "image", None)) and hasattr(dataset, "targets"):
         ids = getattr(dataset, "indices", range(len(dataset)))
-        for i in range(len(dataset)):
+        for i in _chosen(len(dataset), limit):
             yield RawSample(f"digits:{int(ids[i])}", dataset.image(i), int(dataset.targets[i]))
         return
     plain = with_transform(dataset, None)
-    for i in range(len(plain)):
+    for i in _chosen(len(plain), limit):
         image, label = plain[i]
         image = np.asarray(image)
         yield RawSample(str(i), image if image.dtype == np.uint8 and image.ndim == 3 else None, int(label),

@@ -462,13 +462,14 @@ def run_journey(
             "rerun with the original definition, another output folder, or recompute=True (--recompute) to delete "
             "and recompute them"
         )
-    for name, path in stale:
+    for name, path in [] if only_plan else stale:
         _LOG.info("recomputing %s: %s was made by another definition", name, path)
         shutil.rmtree(path) if path.is_dir() else path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "journey.yaml").write_text(
-        yaml.safe_dump(journey_to_dict(journey), sort_keys=False, width=120), encoding="utf-8"
-    )
+    if not only_plan:  # the definition the results below belong to
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "journey.yaml").write_text(
+            yaml.safe_dump(journey_to_dict(journey), sort_keys=False, width=120), encoding="utf-8"
+        )
     start = time.perf_counter()
     runs: list[dict[str, Any]] = []
     scores: list[tuple[str, str, dict[Any, float]]] = []

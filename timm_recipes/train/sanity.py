@@ -75,7 +75,7 @@ class SanityReport:
 
 
 # ================================================================================================ data
-def _raw_splits(recipe: Recipe, report: SanityReport) -> tuple[dict[str, Any], Any]:
+def _raw_splits(recipe: Recipe, report: SanityReport, limit: int | None) -> tuple[dict[str, Any], Any]:
     """``{split: (classes, raw samples)}`` and the built :class:`DataSplits` (``None`` if they could not be built)."""
     from timm_recipes.data.survey import folder_raw_samples, iter_raw_samples
     from timm_recipes.train.builders import build_datasets
@@ -92,7 +92,7 @@ def _raw_splits(recipe: Recipe, report: SanityReport) -> tuple[dict[str, Any], A
     splits = {"train": data.train, "val": data.val, **({"test": data.test} if data.test is not None else {})}
     report.checks.append(CheckResult("datasets", "pass", f"{data.origin}: " + ", ".join(
         f"{len(d)} {s}" for s, d in splits.items()) + f" images, {data.num_classes} classes"))  # fmt: skip
-    return {s: (list(getattr(d, "classes", data.classes)), iter_raw_samples(d)) for s, d in splits.items()}, data
+    return {s: (list(getattr(d, "classes", data.classes)), iter_raw_samples(d, limit)) for s, d in splits.items()}, data
 
 
 def _data_checks(recipe: Recipe, raw: dict[str, Any], out: Path | None, report: SanityReport) -> None:
@@ -237,6 +237,7 @@ def run_checks(
     overfit_batch: int = 16,
     overfit_steps: int = 200,
     loss_tolerance: float | None = None,
+    max_images: int | None = None,
 ) -> SanityReport:
     """Run the sanity checks of ``recipe``; write ``sanity_check.json`` and the previews into ``output_dir``.
 
@@ -247,6 +248,8 @@ def run_checks(
         overfit_batch: Images in the batch to overfit.
         overfit_steps: Steps allowed to reach 100 %.
         loss_tolerance: Allowed |initial loss - ln C| (default: 0.1 ln C, at least 0.1).
+        max_images: Survey at most this many images per split (spread evenly; default: all). Duplicates and
+            leakage are then only searched among those.
 
     Returns:
         The :class:`SanityReport` (``report.ok`` is false when a check failed).
@@ -258,7 +261,7 @@ def run_checks(
         raise ValueError(f"overfit_batch must be an integer >= 1, got {overfit_batch!r}")
     out = Path(output_dir) if output_dir is not None else None
     report = SanityReport()
-    raw, data = _raw_splits(recipe, report)
+    raw, data = _raw_splits(recipe, report, max_images)
     if "data" in checks:
         _data_checks(recipe, raw, out, report)
     if data is not None:

@@ -20,6 +20,7 @@ augmentation (the per-image augmentation and Mixup/CutMix draws are seeded by ``
 Run folder (``run.output_dir``, ``{name}`` = the recipe's name)::
 
     recipe.yaml  metrics.jsonl  metrics.csv  curves.png  final.json  checkpoints/{last,best}.json + ckpt-*/
+    [sanity_check.json]  (``run.sanity_check``: the checks of :mod:`timm_recipes.train.sanity`, run before training)
 """
 
 from __future__ import annotations
