@@ -64,7 +64,7 @@ def main() -> None:
     for width, height in SIZES:
         photos = sample_jpeg_bytes((width, height), quality=QUALITY)
         group: dict[str, list[float]] = {}
-        for k, data in enumerate(photos):
+        for data in photos:
             times = time_interleaved(candidates(data), repeats=repeats, warmup=warmup)
             for name, t in times.items():
                 group.setdefault(name, []).extend(t)
@@ -77,7 +77,8 @@ def main() -> None:
         }
         results[label] = {"reduction_factor": factors, "ms": {n: s["median"] * 1e3 for n, s in stats.items()}}
         for name, s in stats.items():
-            rows.append([label, name, s["median"] * 1e3, f"{s['q1'] * 1e3:.3g}–{s['q3'] * 1e3:.3g}", s["median"] / floor])
+            iqr = f"{s['q1'] * 1e3:.3g}–{s['q3'] * 1e3:.3g}"
+            rows.append([label, name, s["median"] * 1e3, iqr, s["median"] / floor])
         for kind, full, red in (("multiscale", "ours multiscale, full decode", "ours multiscale, reduced decode"),
                                 ("RRC", "ours RRC, full decode", "ours RRC, reduced decode")):  # fmt: skip
             results[label][f"{kind}_speedup_reduced_over_full"] = stats[full]["median"] / stats[red]["median"]
@@ -86,13 +87,15 @@ def main() -> None:
         )
     table = markdown_table(["photo", "candidate", "median ms / image", "IQR ms", "× full-decode floor"], rows)
     summary = "; ".join(
-        f"{label}: multiscale ×{r['multiscale_speedup_reduced_over_full']:.2f} (factor {r['reduction_factor']['multiscale']}), "
+        f"{label}: multiscale ×{r['multiscale_speedup_reduced_over_full']:.2f} "
+        f"(factor {r['reduction_factor']['multiscale']}), "
         f"RRC ×{r['RRC_speedup_reduced_over_full']:.2f} (factor {r['reduction_factor']['rrc']}), "
         f"RRC vs torchvision ×{r['rrc_speedup_reduced_over_torchvision']:.2f}"
         for label, r in results.items()
     )
     notes = (
-        f"The two sample photos enlarged to each size, JPEG quality {QUALITY}; {CROP} px crops, uint8 output; one thread; "
+        f"The two sample photos enlarged to each size, JPEG quality {QUALITY}; {CROP} px crops, uint8 output; "
+        "one thread; "
         f"{repeats} interleaved rounds after {warmup} warm-up rounds per photo, median and IQR over both photos. "
         "'× floor' = median / full OpenCV decode alone (below 1: faster than decoding the whole image). "
         f"Speed-up of reduced over full decoding (same draws): {summary}."
