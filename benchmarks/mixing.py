@@ -67,6 +67,20 @@ def candidates(device: torch.device) -> tuple[dict[str, dict[str, object]], dict
             "ours inplace=True": lambda m=ours, xx=x_u8_ours: m(xx, targets, inplace=True),
             "ours inplace=False": lambda m=ours: m(x_u8, targets),
         }
+    # Per-call overhead: a tiny batch (128 × 3 × 32², 10 classes) on which Python work and the number of operations
+    # dominate, as they do on a GPU (where each operation is a kernel launch). Ours gets the targets on the host, as
+    # the trainer's prefetcher hands them over (no device synchronisation to validate them).
+    xs = torch.rand(BATCH, CHANNELS, 32, 32, generator=g).to(device)
+    ts_host = torch.randint(0, 10, (BATCH,), generator=g)
+    ts = ts_host.to(device)
+    for name, (ma, ca) in SETTINGS.items():
+        ours = MixupCutmix(10, ma, ca, generator=torch.Generator().manual_seed(SEED))
+        timm_mix = Mixup(mixup_alpha=ma, cutmix_alpha=ca, label_smoothing=0.0, num_classes=10)
+        xs_timm, xs_ours = xs.clone(), xs.clone()
+        groups[f"overhead {name} 128×3×32², 10 classes"] = {
+            "timm Mixup (in place)": lambda m=timm_mix, xx=xs_timm: m(xx, ts),
+            "ours inplace=True": lambda m=ours, xx=xs_ours: m(xx, ts_host, inplace=True),
+        }
     collate_groups: dict[str, dict[str, object]] = {}
     if device.type == "cpu":
         samples = [(x_u8[i].clone(), int(targets[i])) for i in range(BATCH)]

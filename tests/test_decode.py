@@ -38,7 +38,7 @@ def test_reduction_factor_only_where_every_window_stays_twice_the_output() -> No
 def test_jpeg_size_reads_the_header() -> None:
     data = sample_jpeg_bytes((1234, 567))[0]
     assert jpeg_size(data) == (567, 1234) and decode_image(data).shape == (567, 1234, 3)
-    ok, png = cv2.imencode(".png", np.zeros((5, 6, 3), np.uint8))
+    _, png = cv2.imencode(".png", np.zeros((5, 6, 3), np.uint8))
     assert jpeg_size(png.tobytes()) is None and jpeg_size(b"\xff\xd8garbage") is None
 
 
@@ -107,7 +107,7 @@ def test_image_folder_decodes_through_it(tmp_path, large_jpegs: dict) -> None:
     data = large_jpegs[(6000, 4000)][0]
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "big.jpg").write_bytes(data)
-    ok, png = cv2.imencode(".png", np.full((40, 50, 3), 90, np.uint8))
+    _, png = cv2.imencode(".png", np.full((40, 50, 3), 90, np.uint8))
     (tmp_path / "a" / "small.png").write_bytes(png.tobytes())
     ds = ImageFolderDataset(tmp_path, multiscale_crop_pipeline(normalize=False, crop_size=16, scale_range=(20, 30)))
     reference = multiscale_crop_pipeline(normalize=False, crop_size=16, scale_range=(20, 30))

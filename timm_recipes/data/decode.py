@@ -48,7 +48,7 @@ def jpeg_size(data: bytes) -> tuple[int, int] | None:
             if im.format != "JPEG":
                 return None
             width, height = im.size
-    except Exception:  # noqa: BLE001 - unreadable header: the full decoder reports it properly
+    except Exception:  # an unreadable header: the full decoder reports it properly
         return None
     return height, width
 
