@@ -19,7 +19,9 @@ from timm_recipes.cli._common import CliParser, run_command
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-COMMANDS = ("demo", "train", "evaluate", "fixres", "export", "publish", "preview", "search", "shard", "journey", "check")
+COMMANDS = (
+    "demo", "train", "evaluate", "fixres", "export", "publish", "preview", "search", "shard", "journey", "check",
+)  # fmt: skip
 
 
 def _command_modules() -> dict[str, object]:

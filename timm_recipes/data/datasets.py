@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
