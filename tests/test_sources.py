@@ -13,6 +13,7 @@ import collections
 import hashlib
 import itertools
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import torch
 from timm_recipes.config import RecipeError, apply_overrides
 from timm_recipes.data.datasets import DigitsDataset, ImageFolderDataset, decode_image
 from timm_recipes.data.sources import CorruptSampleError, build_split, iter_raw, source_classes
-from timm_recipes.data.sources.sharding import eval_plan, shard_order, train_plan, train_steps
+from timm_recipes.data.sources.sharding import Piece, WorkerPlan, eval_plan, shard_order, train_plan, train_steps
 from timm_recipes.data.sources.wds import WdsSource, resolve_shards
 from timm_recipes.data.sources.writing import write_shards
 from timm_recipes.recipes import get_preset
@@ -290,15 +291,23 @@ def _copy_shards(data, tmp_path) -> Path:
 
 def test_truncated_tar_is_a_named_error_or_a_counted_skip(data, tmp_path) -> None:
     shards = _copy_shards(data, tmp_path)
-    victim = shards / "digits-train-000002.tar"
-    victim.write_bytes(victim.read_bytes()[: 5 * 1024 + 100])  # cut inside a member
+    cut_in_data, cut_at_header = shards / "digits-train-000002.tar", shards / "digits-train-000004.tar"
+    cut_in_data.write_bytes(cut_in_data.read_bytes()[: 512 + 100])  # inside the first member's bytes
+    size = 512 + -(-len(cut_at_header.read_bytes()[512:1024].rstrip(b"\0")) // 512) * 512  # first member, padded
+    cut_at_header.write_bytes(
+        cut_at_header.read_bytes()[: 2 * size + 100]
+    )  # inside the 3rd header: tarfile sees an end
     split = resolve_shards(str(shards), "train")
-    with pytest.raises(CorruptSampleError, match=r"digits-train-000002\.tar"):
+    for victim in (cut_in_data, cut_at_header):
+        with pytest.raises(CorruptSampleError, match=re.escape(str(victim))):
+            list(WdsSource(split, CLASSES)._read_once(WorkerPlan((Piece(split.urls.index(str(victim)), 0, 8),),
+                                                                 8, 0, cycle=False), []))  # fmt: skip
+    with pytest.raises(CorruptSampleError, match=r"digits-train-00000[24]\.tar"):
         _epoch(WdsSource(split, CLASSES).loader(batch_size=5, train=True), 0)
     source = WdsSource(split, CLASSES, skip_corrupt=True)
     loader = source.loader(batch_size=5, train=True)
     assert len(_epoch(loader, 0)) == 10  # the quota is still met: the run keeps its steps
-    assert loader.epoch_corrupt_files and all("digits-train-000002.tar" in f for f in loader.epoch_corrupt_files)
+    assert sorted(f.split(" ")[0] for f in loader.epoch_corrupt_files) == [str(cut_in_data), str(cut_at_header)]
 
 
 def test_undecodable_member_is_a_named_error_or_a_counted_skip(data, tmp_path) -> None:

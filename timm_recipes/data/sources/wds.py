@@ -327,10 +327,13 @@ class WdsSource(IterableDataset):
                     raise CorruptSampleError(url, f"after sample {index}", f"unreadable tar data ({err})") from err
                 skipped.append(f"{url} (unreadable after sample {index})")
                 continue
-            if piece.stop is not None and index + 1 < piece.stop and not self.skip_corrupt:
+            if piece.stop is not None and index + 1 < piece.stop:  # (tarfile reads a cut at a header as the end)
+                if self.skip_corrupt:
+                    skipped.append(f"{url} (ends after {index + 1} of {piece.stop} samples)")
+                    continue
                 raise CorruptSampleError(
                     url, f"#{index + 1}", f"the shard ends after {index + 1} samples, but its length is given as "
-                    f"{piece.stop} (_info.json shard_lengths)"
+                    f"{piece.stop} (_info.json shard_lengths): truncated?"
                 )  # fmt: skip
 
     def _shuffled(self, items: Iterator[Any], rng: random.Random) -> Iterator[Any]:
