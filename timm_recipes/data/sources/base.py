@@ -24,7 +24,7 @@ import numpy as np
 
 from timm_recipes.data.datasets import CorruptImageError, decode_image
 
-__all__ = ["CorruptSampleError", "RawSample", "Source", "check_label", "decode_sample"]
+__all__ = ["CorruptSampleError", "RawSample", "Source", "check_label", "decode_sample", "load_sample"]
 
 RawSample = tuple[str, "bytes | np.ndarray", int]
 """``(key, encoded image bytes or a uint8 H×W×3 RGB array, label)``."""
@@ -66,6 +66,25 @@ def decode_sample(data: bytes | np.ndarray, *, shard: str, key: str) -> np.ndarr
         return np.ascontiguousarray(data)
     try:
         return decode_image(data, name=f"{shard}#{key}")
+    except CorruptImageError as err:
+        raise CorruptSampleError(shard, key, str(err)) from err
+
+
+def load_sample(data: bytes | np.ndarray, transform: Any, *, shard: str, key: str) -> Any:
+    """Decode one sample and apply its (already seeded) pipeline: encoded bytes go through
+    :func:`~timm_recipes.data.decode.decode_and_transform`, which decodes a JPEG at reduced size where the crop
+    provably allows it; an already decoded array goes through :func:`decode_sample`.
+
+    Raises:
+        CorruptSampleError: the bytes are not a decodable image (naming ``shard`` and ``key``).
+    """
+    from timm_recipes.data.decode import decode_and_transform
+
+    if isinstance(data, np.ndarray):
+        image = decode_sample(data, shard=shard, key=key)
+        return image if transform is None else transform(image=image)["image"]
+    try:
+        return decode_and_transform(bytes(data), transform, f"{shard}#{key}")
     except CorruptImageError as err:
         raise CorruptSampleError(shard, key, str(err)) from err
 

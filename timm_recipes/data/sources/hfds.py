@@ -4,7 +4,7 @@
 arrow files, e.g. ``train-*.parquet``), a directory written by ``Dataset.save_to_disk``, or the name of a dataset
 repository on the Hub (``org/name``, fetched through ``HF_ENDPOINT``, so a mirror or the test suite's server can
 stand in). The image column (``data.image_column``) holds ``datasets.Image`` values or encoded bytes; it is read
-undecoded and decoded by :func:`~timm_recipes.data.sources.base.decode_sample`, like every other source. The label
+undecoded and decoded by :func:`~timm_recipes.data.sources.base.load_sample`, like every other source. The label
 column (``data.label_column``) holds class indices; a ``ClassLabel`` feature gives the class names (which become the
 export's label names), otherwise the classes are ``"0"`` … ``str(model.num_classes − 1)``. All labels are checked
 to lie in range before training starts.
@@ -21,7 +21,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from timm_recipes.data.datasets import CorruptImageError
-from timm_recipes.data.sources.base import CorruptSampleError, RawSample, decode_sample
+from timm_recipes.data.sources.base import CorruptSampleError, RawSample, load_sample
 
 __all__ = ["HfImageDataset", "load_hf_split"]
 
@@ -150,15 +150,13 @@ class HfImageDataset(Dataset):
         for attempt in range(len(self)):
             row = (index + attempt) % len(self)
             try:
-                image = decode_sample(self._raw(row), shard=self.origin, key=f"row {row}")
+                image = load_sample(self._raw(row), self.transform, shard=self.origin, key=f"row {row}")
             except CorruptImageError:
                 if not self.skip_corrupt:
                     raise
                 skipped.append(f"{self.origin}#row {row}")
                 self.corrupt_files.add(skipped[-1])
                 continue
-            if self.transform is not None:
-                image = self.transform(image=image)["image"]
             return (image, int(self.targets[row])), skipped
         raise RuntimeError(f"all {len(self)} images of {self.origin} are corrupt")
 
