@@ -724,6 +724,17 @@ def recipe_summary(recipe: Recipe) -> list[tuple[str, str]]:
     ]
     if o.grad_clip is not None:
         rows.append(("gradient clipping", _g(o.grad_clip)))
+    if m.init is not None:  # fine-tuning (a local path is not shown: it means nothing on another machine)
+        local = not m.init.startswith("hf-hub:") and ("/" in m.init or m.init.startswith(("local-dir:", ".", "~")))
+        rows.append(("initial weights", "local weights" if local else m.init))
+        tuning = [
+            f"classifier lr x{_g(o.head_lr_scale)}" if o.head_lr_scale != 1 else "",
+            f"layer-wise lr decay {_g(o.layer_decay)}" if o.layer_decay is not None else "",
+            f"backbone frozen for {o.freeze_backbone_epochs} epochs" if o.freeze_backbone_epochs else "",
+            "BatchNorm statistics frozen" if m.freeze_bn else "",
+        ]
+        if any(tuning):
+            rows.append(("fine-tuning", ", ".join(t for t in tuning if t)))
     if recipe.fixres.enabled:
         fr = recipe.fixres
         rows.append(("FixRes", f"fine-tune {fr.epochs} epochs at lr {_g(fr.lr)}, test sizes {list(fr.test_sizes)}"))
