@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 
+from timm_recipes.cli._common import positive_int
+
 HELP = "sanity-check a recipe: data counts, sizes, statistics, leakage, previews; initial loss; overfit one batch"
 
 
@@ -27,10 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="report folder (default: runs/check-<recipe name>)")
     parser.add_argument("--only", action="append", choices=("data", "initial_loss", "overfit"), default=None,
                         help="run only this check (repeatable; default: all)")  # fmt: skip
-    parser.add_argument("--max-images", type=int, default=None,
+    parser.add_argument("--max-images", type=positive_int, default=None,
                         help="survey at most N images per split, spread evenly (default: all)")  # fmt: skip
-    parser.add_argument("--overfit-batch", type=int, default=16, help="images in the batch to overfit (default 16)")
-    parser.add_argument("--overfit-steps", type=int, default=200, help="steps allowed to reach 100 %% (default 200)")
+    parser.add_argument(
+        "--overfit-batch", type=positive_int, default=16, help="images in the batch to overfit (default 16)"
+    )
+    parser.add_argument(
+        "--overfit-steps", type=positive_int, default=200, help="steps allowed to reach 100 %% (default 200)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:

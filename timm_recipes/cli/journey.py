@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from timm_recipes.cli._common import positive_int
+
 HELP = "measure what each ingredient of a recipe is worth: cumulative steps x seeds, paired gains, a staircase PNG"
 
 
@@ -32,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
         help="override a key of the base recipe (e.g. schedule.epochs=1); repeatable",
     )  # fmt: skip
-    parser.add_argument("--steps", type=int, default=None, help="run only the first N steps")
+    parser.add_argument("--steps", type=positive_int, default=None, help="run only the first N steps")
     parser.add_argument("--recompute", action="store_true", help="delete and recompute results of another definition")
     parser.add_argument("--status", action="store_true", help="report what is done; compute nothing")
     parser.add_argument(
