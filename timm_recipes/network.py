@@ -152,6 +152,8 @@ def _network_cause(err: BaseException) -> BaseException | None:
         seen.add(id(err))
         if isinstance(err, _GiveUp):
             return err
+        if type(err).__name__ == "OfflineModeIsEnabled":  # HF_HUB_OFFLINE=1 and not cached: no network was tried
+            return None
         module = type(err).__module__.split(".")[0]
         if module in ("httpx2", "httpx", "httpcore") and any(
             c.__name__ in ("TransportError", "TimeoutException", "NetworkError") for c in type(err).__mro__
