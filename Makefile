@@ -41,6 +41,9 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/mixing.py
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/shards.py
+	$(BIN)/python benchmarks/large_photos.py
+	$(BIN)/python benchmarks/seeding.py
+	$(BIN)/python benchmarks/gpu.py  # on a CPU-only machine: a smoke run of every part
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

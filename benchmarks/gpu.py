@@ -323,12 +323,13 @@ def main() -> None:
         "fit runs, replaced by the engine-vs-bare-loop step measurement)"
     )
     notes = (
-        f"Measured {where}; {WORKERS} loader workers; {results['wall_s']:.0f} s in all. (a) and (b): median-free "
-        f"steps/s over {STEPS} steps after {WARMUP} warm-up steps; (b) ratio = (b) / (a) (1 = the data path keeps "
+        f"Measured {where}; {WORKERS} loader workers; {results['wall_s']:.0f} s in all. (a) and (b): steps/s "
+        f"over {STEPS} timed steps after {WARMUP} warm-up steps; (b) ratio = (b) / (a) (1 = the data path keeps "
         "up with the GPU). Shards written with webdataset.TarWriter, read with webdataset.WebDataset + "
         "decode_and_transform (the package's shard source is not on this branch). (c) ratio = row / batch step time "
         "(speed-up of batch mode). (d) ratio = timm / ours with host (pinned) targets, the trainer's path; with "
-        "device targets ours synchronises once to validate them. (e) from trainer_overhead.measure_fit_overhead."
+        "device targets ours synchronises once to validate them. (e) trainer_overhead.measure_fit_overhead on a GPU "
+        "(ratio = fit / hand-loop images/s), measure_loop_overhead in the CPU smoke run (ratio = engine / bare time)."
     )
     write_results("gpu" if CUDA else "gpu_cpu_smoke", results, table, title="GPU path benchmark", notes=notes)
 

@@ -370,7 +370,7 @@ class _Plan:
             w = weight[mix]
             if (w == w[0]).all() and (mix | cut | ~paired).all():
                 weight_scalar = float(w[0])
-        flip = bool(n) and bool((partner == index[::-1]).all())
+        flip = bool((partner == index[::-1]).all())  # (an empty batch counts as flipped)
         same_box = None
         if flip and paired.any() and cut[paired].all():
             b = box[paired]
@@ -385,19 +385,37 @@ class _Plan:
 
     @classmethod
     def for_batch(cls, n: int, lam: float, use_cut: bool, box: tuple[int, int, int, int]) -> _Plan:
-        """What :meth:`build` gives for batch-mode draws (one λ, one box, flip partners), from the scalars."""
+        """What :meth:`build` gives for batch-mode draws (one λ, one box, flip partners), from the scalars.
+
+        The arrays that batch mode never reads element by element (the shortcuts ``lam_scalar``, ``weight_scalar``
+        and ``same_box`` cover it) are shared read-only constants."""
         partner, _, paired = _layout(n, "batch")
         has_pair = n >= 2
         cut_any = use_cut and has_pair and box[1] > box[0] and box[3] > box[2]
         mix_any = not use_cut and has_pair and lam < 1
-        cut = paired.copy() if cut_any else np.zeros(n, dtype=bool)
+        zeros_f, zeros_b, zeros_box = _constants(n)
+        lam_e = np.full(n, lam)
+        weight = np.full(n, 1.0 - lam) if mix_any else zeros_f
+        if n % 2:
+            lam_e[n // 2] = 1.0
+            if mix_any:
+                weight[n // 2] = 0.0
+        boxes = np.where(paired[:, None], np.asarray(box, dtype=np.int64), 0) if cut_any else zeros_box
         return cls(
-            lam=np.where(paired, lam, 1.0), partner=partner.copy(), weight=np.where(paired, 1.0 - lam, 0.0) if mix_any
-            else np.zeros(n), cut=cut, boxes=np.where(cut[:, None], np.asarray(box, dtype=np.int64), 0),
-            flip=n > 0, selfs=[n // 2] if n % 2 else [], lam_scalar=lam if has_pair else 1.0,
+            lam=lam_e, partner=partner, weight=weight, cut=paired if cut_any else zeros_b, boxes=boxes, flip=True,
+            selfs=[n // 2] if n % 2 else [], lam_scalar=lam if has_pair else 1.0,
             weight_scalar=1.0 - lam if mix_any else None, same_box=box if cut_any else None,
             active=cut_any or mix_any, any_cut=cut_any,
         )  # fmt: skip
+
+
+@functools.lru_cache(maxsize=64)
+def _constants(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read-only zeros of the shapes a plan holds: float64 (N,), bool (N,), int64 (N, 4)."""
+    arrays = (np.zeros(n), np.zeros(n, dtype=bool), np.zeros((n, 4), dtype=np.int64))
+    for a in arrays:
+        a.flags.writeable = False
+    return arrays
 
 
 def _mix_images(images: Tensor, params: MixParams | None, inplace: bool, plan: _Plan | None = None) -> Tensor:
