@@ -192,7 +192,7 @@ def test_finetune_preset_train_fixres_export_publish_and_model_commands(
     assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(data), "--workers", "0"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 3 and lines[1].split()[1:4] == ["16", "0.875", "train"] and lines[2].split()[3] == "test"
-    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(ten), "--workers", "0"]) == 2  # 3 vs 10 classes
+    assert cli_main(["evaluate", f"local-dir:{out}", "--data", str(ten), "--workers", "0"]) == 1  # 3 vs 10 classes
     assert "3 classes" in capsys.readouterr().err
     fix_out = tmp_path / "fixres-model"
     args = ["fixres", str(out), "--data", str(data), "--sizes", "16", "--epochs", "1", "--out", str(fix_out)]

@@ -408,9 +408,9 @@ def test_shard_command_refuses_to_overwrite_and_names_bad_input(data, tmp_path) 
     first = {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()}
     assert main(["shard", str(data["folder"]), "--output", str(tmp_path / "again"), "--no-progress"]) == 0
     assert first == {p.name: p.read_bytes() for p in (tmp_path / "again").iterdir()}  # deterministic
-    assert main(["shard", str(data["folder"]), "--output", str(tmp_path / "s"), "--no-progress"]) == 2
+    assert main(["shard", str(data["folder"]), "--output", str(tmp_path / "s"), "--no-progress"]) == 1
     assert {p.name: p.read_bytes() for p in (tmp_path / "s").iterdir()} == first  # untouched
-    assert main(["shard", str(tmp_path / "nothing"), "--output", str(tmp_path / "t"), "--no-progress"]) == 2
+    assert main(["shard", str(tmp_path / "nothing"), "--output", str(tmp_path / "t"), "--no-progress"]) == 1
     assert not (tmp_path / "t").exists() and not list(tmp_path.glob(".t.tmp-*"))
     info = json.loads((tmp_path / "s" / "_info.json").read_text())
     assert info["splits"]["validation"]["shard_lengths"] == [49]  # 1000 per shard by default

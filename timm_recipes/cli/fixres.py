@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import argparse
 
-from timm_recipes.cli._common import add_alias, crop_fraction, load_recipe_arg, nonneg_int, positive_float, positive_int
+from timm_recipes.cli._common import (
+    UsageError,
+    add_alias,
+    crop_fraction,
+    load_recipe_arg,
+    nonneg_int,
+    positive_float,
+    positive_int,
+)
 
 HELP = (
     "FixRes (https://arxiv.org/abs/1906.06423): pick the test size/crop on held-out training data, then fine-tune "
@@ -75,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     source, recipe, out = args.run, None, args.output
     if is_model_reference(args.run):
         if args.data is None:
-            raise ValueError(f"{args.run!r} is a model, not a run: give the images to tune on with --data PATH")
+            raise UsageError(f"{args.run!r} is a model, not a run: give the images to tune on with --data PATH")
         source = load_model_reference(args.run)
         recipe = recipe_for_model(source, args.data, name=args.run)
         out = out if out is not None else f"fixres-{recipe.name}"
