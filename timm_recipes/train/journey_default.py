@@ -3,8 +3,8 @@
 ``timm-recipes journey`` without a definition runs the first one (``journey fixres`` the second, see
 :data:`FIXRES_JOURNEY`); ``timm-recipes journey --print-default`` writes it as
 YAML to start a journey of one's own. The regime is chosen so that regularisation can matter and FixRes has
-something to look for, sized for about 20 minutes on two CPU cores (its 31 runs took 11.2 min of single-thread CPU
-time when measured, 40.8 min of wall time on a machine shared with other jobs):
+something to look for, sized for about 20 minutes on two CPU cores (its 31 runs took 7.4 min of wall time on a quiet
+2-core machine when measured, 12.9 min of CPU time):
 
 * **data**: the built-in digits with only 20 training images per class (200 images; val 179 and test 359
   unchanged), rendered at 32 px. On the full 1,259 images the demo recipe reaches 99.7 % test top-1, where one
