@@ -45,7 +45,9 @@ __all__ = [
     "ScheduleConfig",
     "apply_overrides",
     "read_recipe_file",
+    "read_recipe_yaml",
     "recipe_from_dict",
+    "recipe_from_file_data",
     "recipe_summary",
     "recipe_to_dict",
     "recipe_to_yaml",
@@ -577,6 +579,30 @@ def save_recipe(recipe: Recipe, path: str | os.PathLike[str]) -> Path:
     return path
 
 
+def read_recipe_yaml(path: str | os.PathLike[str]) -> Any:
+    """The parsed YAML of a recipe file (safe loader: no Python tags), not yet checked as a recipe.
+
+    Raises:
+        FileNotFoundError: no such file.
+        RecipeError: the file is not valid YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"recipe: no file {str(path)!r}")
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise RecipeError("", f"{path}: not valid YAML: {err}") from None
+
+
+def recipe_from_file_data(data: Any, path: str | os.PathLike[str]) -> Recipe:
+    """:func:`recipe_from_dict` of a file's parsed YAML (empty file: the defaults); errors name the file."""
+    try:
+        return recipe_from_dict(data if data is not None else {})
+    except RecipeError as err:
+        raise RecipeError(err.key, f"{err.reason} (in {path})") from None
+
+
 def read_recipe_file(path: str | os.PathLike[str]) -> Recipe:
     """Load a recipe from a YAML file (a preset by name: :func:`timm_recipes.recipes.load_recipe`).
 
@@ -584,17 +610,7 @@ def read_recipe_file(path: str | os.PathLike[str]) -> Recipe:
         FileNotFoundError: no such file.
         RecipeError: the file is not valid YAML or not a valid recipe (the message names the key).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"recipe: no file {str(path)!r}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise RecipeError("", f"{path}: not valid YAML: {err}") from None
-    try:
-        return recipe_from_dict(data if data is not None else {})
-    except RecipeError as err:
-        raise RecipeError(err.key, f"{err.reason} (in {path})") from None
+    return recipe_from_file_data(read_recipe_yaml(path), path)
 
 
 def _parse_override_value(tp: Any, text: str) -> Any:

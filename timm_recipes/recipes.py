@@ -27,7 +27,8 @@ from timm_recipes.config import (
     Recipe,
     RunConfig,
     ScheduleConfig,
-    read_recipe_file,
+    read_recipe_yaml,
+    recipe_from_file_data,
 )
 
 __all__ = ["EFFICIENTNET_VARIANTS", "PRESETS", "get_preset", "list_presets", "load_recipe"]
@@ -363,8 +364,6 @@ def load_recipe(path_or_name: str | os.PathLike[str]) -> Recipe:
 def _load(path_or_name: str | os.PathLike[str], chain: tuple[str, ...]) -> Recipe:
     import warnings
 
-    import yaml
-
     from timm_recipes.config import RecipeError, recipe_from_dict, recipe_to_dict
 
     text, path = str(path_or_name), Path(path_or_name)
@@ -372,10 +371,7 @@ def _load(path_or_name: str | os.PathLike[str], chain: tuple[str, ...]) -> Recip
         return PRESETS[text]
     if not path.is_file():
         raise FileNotFoundError(f"recipe: no file {text!r} and no preset of that name (presets: {', '.join(PRESETS)})")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise RecipeError("", f"{path}: not valid YAML: {err}") from None
+    data = read_recipe_yaml(path)
     if not isinstance(data, dict) or "base" not in data:
         if isinstance(data, dict):
             missing = _missing_keys(data)
@@ -386,7 +382,7 @@ def _load(path_or_name: str | os.PathLike[str], chain: tuple[str, ...]) -> Recip
                     f"(e.g. base: demo) to extend a preset instead",
                     stacklevel=3,
                 )
-        return read_recipe_file(path)
+        return recipe_from_file_data(data, path)
     data = dict(data)
     base = data.pop("base")
     if not isinstance(base, str) or not base:
