@@ -3,15 +3,14 @@
 (a) ``recipe_resnet50`` bf16 channels-last training steps/s on synthetic data already on the device;
 (b) the same with the full real data path, as a ratio to (a): JPEG folder and WebDataset shards → multi-scale crops +
     Cutout in uint8 → loader with all cores → :class:`~timm_recipes.data.prefetch.DevicePrefetcher` (side-stream copy,
-    GPU normalise, channels-last) → Mixup/CutMix on the GPU;
+    GPU normalise, channels-last) → Mixup/CutMix on the GPU: the loaders ``fit`` builds, from the recipe;
 (c) ``"batch"`` vs ``"row"`` stochastic depth at p_L = 0.5 (training step), next to the FLOP-weighted ideal;
 (d) Mixup/CutMix ms per batch, ours vs timm (targets as the loader hands them to ours: pinned on the host);
 (e) ``fit`` vs a hand-written loop (``benchmarks/trainer_overhead.py``'s measurement).
 
 On a machine without CUDA it runs every part at tiny sizes on the CPU (to prove the script works) and says so; (a)
-and (b) then use float32 (no bf16 autocast speed-up on a CPU). The shards are written with ``webdataset.TarWriter``
-(``jpg`` + ``cls``, timm's keys) and read with ``webdataset.WebDataset`` in this script: the package's own shard
-source is not on this branch.
+and (b) then use float32 (no bf16 autocast speed-up on a CPU). The shards are written by the package's
+``write_shards`` (``jpg`` + ``cls``, timm's keys, an ``_info.json``) and read by its shard source.
 
 Run: ``python benchmarks/gpu.py`` (``--quick`` for fewer repeats). Writes ``results/gpu.json`` and ``results/gpu.md``
 (``results/gpu_cpu_smoke.*`` without CUDA).
@@ -39,7 +38,7 @@ BATCH = 128 if CUDA else 4
 SIZE = 224 if CUDA else 64
 STEPS, WARMUP = (60, 15) if CUDA else (3, 1)
 NUM_IMAGES = 1024 if CUDA else 16  # files in the JPEG folder and the shards
-SHARDS = 8 if CUDA else 2
+SHARDS = 32 if CUDA else 2
 WORKERS = os.cpu_count() or 1
 SD_REPEATS = 20 if CUDA else 2
 MIX_REPEATS = 21 if CUDA else 3
@@ -106,85 +105,60 @@ def synthetic() -> float:
 
 
 # ------------------------------------------------------------------------------------------------ (b) real data
-def _write_data(root: Path) -> tuple[Path, str]:
-    """A JPEG folder (10 classes, ImageNet-sized photos) and the same images as WebDataset shards."""
-    import webdataset as wds
-
+def _write_data(root: Path) -> tuple[Path, Path]:
+    """A JPEG folder in the ImageNet layout (10 classes, ImageNet-sized photos) and the same files as WebDataset
+    shards with an ``_info.json``, written by :func:`~timm_recipes.data.sources.writing.write_shards` (the ``shard``
+    command)."""
     from timm_recipes.data.datasets import sample_jpeg_bytes
+    from timm_recipes.data.sources.writing import write_shards
 
     photos = [b for size in ((500, 375), (375, 500), (640, 480)) for b in sample_jpeg_bytes(size)]
     folder = root / "folder"
-    (root / "shards").mkdir()
-    per_shard = -(-NUM_IMAGES // SHARDS)
-    writer = None
     for i in range(NUM_IMAGES):
-        cls = i % 10
-        data = photos[i % len(photos)]
-        (folder / f"{cls:02d}").mkdir(parents=True, exist_ok=True)
-        (folder / f"{cls:02d}" / f"{i:06d}.jpg").write_bytes(data)
-        if i % per_shard == 0:
-            if writer is not None:
-                writer.close()
-            writer = wds.TarWriter(str(root / "shards" / f"train-{i // per_shard:04d}.tar"))
-        writer.write({"__key__": f"{i:06d}", "jpg": data, "cls": str(cls).encode()})
-    writer.close()
-    return folder, str(root / "shards" / f"train-{{0000..{SHARDS - 1:04d}}}.tar")
+        for split in ("train", "val"):
+            if split == "val" and i % 16:
+                continue
+            path = folder / split / f"{i % 10:02d}" / f"{i:06d}.jpg"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(photos[i % len(photos)])
+    shards = root / "shards"
+    write_shards(folder, shards, name="bench", samples_per_shard=-(-NUM_IMAGES // SHARDS), seed=SEED, progress=False)
+    return folder, shards
 
 
-def _pipeline():
-    from timm_recipes.data import CutoutConfig, multiscale_crop_pipeline
+def _train_loader(dataset: str, root: Path):
+    """The trainer's own training loader for ``dataset`` (what ``fit`` builds): the recipe's multi-scale crop +
+    Cutout in the workers (uint8 on CUDA), then on CUDA the :class:`~timm_recipes.data.prefetch.DevicePrefetcher`
+    (side-stream copy, GPU normalise, channels-last) with Mixup/CutMix (α 0.8 / 1.0) in place on the GPU."""
+    from timm_recipes.config import apply_overrides
+    from timm_recipes.recipes import get_preset
+    from timm_recipes.train.builders import build_datasets, create_mixing, create_train_loader
+    from timm_recipes.train.distributed import Distributed
 
-    return multiscale_crop_pipeline(crop_size=SIZE, scale_range=(SIZE * 8 // 7, SIZE * 15 // 7), cutout=CutoutConfig())
-
-
-def _gpu_path(loader, mean, std):
-    from timm_recipes.data import MixupCutmix
-    from timm_recipes.data.prefetch import DevicePrefetcher
-
-    mixer = MixupCutmix(1000, 0.8, 1.0, generator=torch.Generator().manual_seed(SEED))
-
-    def mix(x: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return mixer(x, t, inplace=True)
-
-    return DevicePrefetcher(loader, _device(), mean=mean, std=std, channels_last=True, batch_transform=mix)
-
-
-def _soft_ce_step_batches(prefetcher):
-    while True:  # epochs, for as long as the measurement needs
-        yield from prefetcher
-
-
-def real_data(folder: Path, pattern: str, synthetic_rate: float) -> dict[str, float]:
-    import webdataset as wds
-
-    from timm_recipes.data import ImageFolderDataset, create_loader
-    from timm_recipes.data.decode import decode_and_transform
-    from timm_recipes.data.prefetch import uint8_dataset
-
-    out = {}
-    ds, mean, std = uint8_dataset(ImageFolderDataset(folder, _pipeline()))
-    loader = create_loader(
-        ds, batch_size=BATCH, shuffle=True, num_workers=WORKERS, seed=SEED, drop_last=True, pin_memory=CUDA,
-        persistent_workers=True,
+    recipe = apply_overrides(
+        get_preset("demo"),
+        {
+            "data.dataset": dataset, "data.root": str(root), "data.batch_size": BATCH, "data.num_workers": WORKERS,
+            "data.persistent_workers": True, "data.pin_memory": CUDA, "model.num_classes": 10,
+            "aug.train_pipeline": "multiscale", "aug.train_size": SIZE, "aug.scale_range": [SIZE * 8 // 7,
+            SIZE * 15 // 7], "aug.cutout_p": 0.5, "mix.mixup_alpha": 0.8, "mix.cutmix_alpha": 1.0,
+            "run.channels_last": True, "run.seed": SEED,
+        },
     )  # fmt: skip
-    out["jpeg_folder_steps_per_s"] = _steps_per_s(_soft_ce_step_batches(_gpu_path(loader, mean, std)), STEPS, WARMUP)
+    data = build_datasets(recipe)
+    collate, mixer = create_mixing(recipe, 1000, _device(), torch.Generator().manual_seed(SEED))  # 1000: the model's
+    return create_train_loader(recipe, data, Distributed(), _device(), collate, mixer)
 
-    pipeline = uint8_dataset(ImageFolderDataset(folder, _pipeline()))[0].transform
 
-    def sample(s: dict) -> tuple[torch.Tensor, int]:
-        return decode_and_transform(s["jpg"], pipeline, s["__key__"]), int(s["cls"])
+def _epochs(loader):
+    while True:  # epochs, for as long as the measurement needs
+        yield from loader
 
-    shards = (
-        wds.WebDataset(pattern, shardshuffle=False, nodesplitter=wds.split_by_node, workersplitter=wds.split_by_worker)
-        .shuffle(256)
-        .map(sample)
-        .batched(BATCH, partial=False)
-    )
-    wloader = torch.utils.data.DataLoader(
-        shards, batch_size=None, num_workers=min(WORKERS, SHARDS), pin_memory=CUDA, persistent_workers=True
-    )
-    out["wds_shards_steps_per_s"] = _steps_per_s(_soft_ce_step_batches(_gpu_path(wloader, mean, std)), STEPS, WARMUP)
-    for key in ("jpeg_folder", "wds_shards"):
+
+def real_data(folder: Path, shards: Path, synthetic_rate: float) -> dict[str, float]:
+    out = {}
+    for key, dataset, root in (("jpeg_folder", "folder", folder), ("wds_shards", "wds", shards)):
+        out[f"{key}_steps_per_s"] = _steps_per_s(_epochs(_train_loader(dataset, root)), STEPS, WARMUP)
         out[f"{key}_over_synthetic"] = out[f"{key}_steps_per_s"] / synthetic_rate
     return out
 
@@ -286,8 +260,8 @@ def main() -> None:
     if "b" not in skip:
         progress("(b) real data path")
         with tempfile.TemporaryDirectory() as tmp:
-            folder, pattern = _write_data(Path(tmp))
-            real = real_data(folder, pattern, rate)
+            folder, shards = _write_data(Path(tmp))
+            real = real_data(folder, shards, rate)
         results["b_real_data"] = real
         for key, label in (("jpeg_folder", "JPEG folder"), ("wds_shards", "WebDataset shards")):
             rows.append([f"(b) {label} → GPU path", f"{real[f'{key}_steps_per_s']:.3g} steps/s",
@@ -325,8 +299,8 @@ def main() -> None:
     notes = (
         f"Measured {where}; {WORKERS} loader workers; {results['wall_s']:.0f} s in all. (a) and (b): steps/s "
         f"over {STEPS} timed steps after {WARMUP} warm-up steps; (b) ratio = (b) / (a) (1 = the data path keeps "
-        "up with the GPU). Shards written with webdataset.TarWriter, read with webdataset.WebDataset + "
-        "decode_and_transform (the package's shard source is not on this branch). (c) ratio = row / batch step time "
+        "up with the GPU); the loaders are the trainer's own (build_datasets + create_mixing + create_train_loader, "
+        "persistent workers), on shards written by write_shards. (c) ratio = row / batch step time "
         "(speed-up of batch mode). (d) ratio = timm / ours with host (pinned) targets, the trainer's path; with "
         "device targets ours synchronises once to validate them. (e) trainer_overhead.measure_fit_overhead on a GPU "
         "(ratio = fit / hand-loop images/s), measure_loop_overhead in the CPU smoke run (ratio = engine / bare time)."

@@ -5,6 +5,12 @@ into a new tensor, float32 and uint8) compared with ``timm.data.Mixup`` (which a
 torchvision's ``v2.MixUp`` / ``v2.CutMix`` (always a new tensor), under the same settings (batch mode, α = 1,
 label smoothing 0)? Also the collate step: our collator against timm's ``FastCollateMixup`` on uint8 samples.
 
+On the CPU it also measures what bounds the calls on a GPU, where a batch's arithmetic takes microseconds and the
+host's work per call decides: the GPU code path of ours (the whole-batch operations, forced on the CPU) against timm
+on a tiny batch (128 × 3 × 8², 10 classes), host µs per call, and the number of operations each launches on the
+images' device (counted on PyTorch's ``meta`` device, where nothing runs: fills, scatters, copies to the device,
+arithmetic; views are free). ``--device cuda`` on a GPU gives the real figures.
+
 Run: ``python benchmarks/mixing.py`` (``--quick`` for a smoke run, ``--device cuda`` on a GPU).
 """
 
@@ -95,6 +101,62 @@ def candidates(device: torch.device) -> tuple[dict[str, dict[str, object]], dict
     return groups, collate_groups
 
 
+def device_operations(fn) -> int:
+    """Operations ``fn`` runs whose results live on the ``meta`` device (the images' device), views excluded."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    views = {"view", "slice", "select", "expand", "alias", "_unsafe_view", "unsqueeze", "squeeze", "t", "transpose"}
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            on_device = any(t.device.type == "meta" for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor))
+            if on_device and func.overloadpacket.__name__ not in views:
+                self.n += 1
+            return out
+
+    with Count() as counter:
+        fn()
+    return counter.n
+
+
+def gpu_path_on_cpu(repeats: int, warmup: int) -> tuple[dict, list[list[object]]]:
+    """Ours on its GPU code path (``CHUNKED_DEVICES = ()``) vs timm: host µs per call and device operations."""
+    import timm_recipes.data.mixing as mixing
+
+    saved = mixing.CHUNKED_DEVICES
+    mixing.CHUNKED_DEVICES = ()  # the whole-batch operations that run on GPUs
+    try:
+        g = torch.Generator().manual_seed(SEED)
+        x = torch.rand(BATCH, CHANNELS, 8, 8, generator=g)
+        t = torch.randint(0, 10, (BATCH,), generator=g)
+        meta_x, meta_t = torch.empty(BATCH, CHANNELS, 224, 224, device="meta"), t.to("meta")
+        results, rows = {}, []
+        for name, (ma, ca) in SETTINGS.items():
+            ours = MixupCutmix(10, ma, ca, generator=torch.Generator().manual_seed(SEED))
+            theirs = Mixup(mixup_alpha=ma, cutmix_alpha=ca, label_smoothing=0.0, num_classes=10)
+            xa, xb = x.clone(), x.clone()
+            fns = {"timm Mixup (in place)": lambda m=theirs, xx=xa: m(xx, t),
+                   "ours inplace=True": lambda m=ours, xx=xb: m(xx, t, inplace=True)}  # fmt: skip
+            times = time_interleaved(fns, repeats=repeats * 50, warmup=warmup * 50)
+            meta_calls = {"timm Mixup (in place)": lambda m=theirs: m(meta_x, meta_t),
+                          "ours inplace=True": lambda m=ours: m(meta_x, t, inplace=True)}  # fmt: skip
+            ops = {impl: [device_operations(call) for _ in range(20)] for impl, call in meta_calls.items()}
+            ref = summarize(times["timm Mixup (in place)"])["median"]
+            results[name] = {}
+            for impl in fns:
+                med = summarize(times[impl])["median"]
+                results[name][impl] = {"host_us": med * 1e6, "device_ops_mean": float(np.mean(ops[impl])),
+                                       "speedup_vs_timm": ref / med}  # fmt: skip
+                rows.append([f"GPU code path {name}, host", impl, med * 1e6, float(np.mean(ops[impl])), ref / med])
+        return results, rows
+    finally:
+        mixing.CHUNKED_DEVICES = saved
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few repeats only (smoke run)")
@@ -146,9 +208,23 @@ def main() -> None:
         + ", ".join(f"{g} {v:.2f}×" for g, v in best.items())
         + "."
     )
+    payload = {"settings": {"batch": BATCH, "size": SIZE, "repeats": repeats, "device": device.type}, "groups": results}
+    if device.type == "cpu":
+        proxy, proxy_rows = gpu_path_on_cpu(repeats, warmup)
+        payload["gpu_code_path_on_cpu"] = proxy
+        table += "\n\n" + markdown_table(
+            ["setting", "implementation", "host µs / call", "operations on the device", "speed-up vs timm (×)"],
+            proxy_rows,
+        )
+        notes += (
+            " GPU code path on this CPU: ours with the whole-batch operations it uses on GPUs, timm as it is, on a "
+            f"{BATCH}×{CHANNELS}×8² batch with 10 classes ({repeats * 50} interleaved calls each): the host time per "
+            "call, which bounds a GPU call; operations on the device counted on the meta device (mean of 20 calls; "
+            "ours includes its two small host-to-device copies of label indices and values)."
+        )
     write_results(
         f"mixing_{device.type}" if device.type != "cpu" else "mixing",
-        {"settings": {"batch": BATCH, "size": SIZE, "repeats": repeats, "device": device.type}, "groups": results},
+        payload,
         table,
         title="Mixup / CutMix: ms per batch",
         notes=notes,

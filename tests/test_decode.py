@@ -3,9 +3,12 @@ decode (measured against an exact area average on the sample photos at > 1,000 p
 
 from __future__ import annotations
 
+import io
+
 import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
 from timm_recipes.data import ImageFolderDataset, eval_pipeline, multiscale_crop_pipeline, random_resized_crop_pipeline
 from timm_recipes.data.datasets import decode_image, sample_jpeg_bytes
@@ -35,11 +38,51 @@ def test_reduction_factor_only_where_every_window_stays_twice_the_output() -> No
                 assert min(x1 - x0, y1 - y0) >= crop.min_window_side(h, w) and min(x1 - x0, y1 - y0) / s >= 448
 
 
+def _pil_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as im:
+        return im.size[1], im.size[0]
+
+
 def test_jpeg_size_reads_the_header() -> None:
     data = sample_jpeg_bytes((1234, 567))[0]
     assert jpeg_size(data) == (567, 1234) and decode_image(data).shape == (567, 1234, 3)
     _, png = cv2.imencode(".png", np.zeros((5, 6, 3), np.uint8))
     assert jpeg_size(png.tobytes()) is None and jpeg_size(b"\xff\xd8garbage") is None
+
+
+def test_jpeg_size_agrees_with_pil_on_every_kind_of_jpeg() -> None:
+    """The marker walk against PIL's header reader: baseline, progressive, grey, CMYK, EXIF and ICC segments, restart
+    markers, fill bytes; anything it cannot be sure of is None (the full decoder then reports the file)."""
+    rng = np.random.default_rng(0)
+    files: list[bytes] = []
+    for h, w in ((1, 1), (7, 300), (375, 500), (1001, 999)):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        image = Image.fromarray(pixels)
+        for kwargs in ({}, {"progressive": True}, {"exif": image.getexif().tobytes() + b"x" * 3000},
+                       {"icc_profile": b"\0" * 70000, "quality": 60}):  # fmt: skip
+            out = io.BytesIO()
+            image.save(out, "JPEG", **kwargs)
+            files.append(out.getvalue())
+        for mode in ("L", "CMYK"):
+            out = io.BytesIO()
+            image.convert(mode).save(out, "JPEG")
+            files.append(out.getvalue())
+        files.append(cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_RST_INTERVAL, 4])[1].tobytes())
+    for data in files:
+        assert jpeg_size(data) == _pil_size(data) == decode_image(data).shape[:2]
+        filled = data[:2] + b"\xff\xff\xff" + data[2:]  # fill bytes before the first marker are allowed
+        assert jpeg_size(filled) == _pil_size(data)
+    data = files[0]
+    sof = next(i for i in range(2, len(data) - 1) if data[i] == 0xFF and data[i + 1] == 0xC0)
+    broken = {
+        "no frame header": data[:sof],
+        "cut in the frame header": data[: sof + 6],
+        "junk where a marker must be": data[:2] + b"\x00" + data[2:],
+        "a scan before any frame": b"\xff\xd8\xff\xda\x00\x08",
+        "height left to a DNL marker": data[: sof + 5] + b"\x00\x00" + data[sof + 7 :],
+    }
+    for what, bad in broken.items():
+        assert jpeg_size(bad) is None, what
 
 
 @pytest.mark.parametrize("kind", ["multiscale", "rrc"])

@@ -106,6 +106,32 @@ def test_training_sees_the_folder_images_every_epoch(data, dataset) -> None:
     assert _flat(_epoch(val, 0)) == _flat(_epoch(create_eval_loader(folder_recipe, ref.val), 0))
 
 
+def test_shards_decode_large_photos_like_the_folder_reduced_where_safe(tmp_path) -> None:
+    """A 3000×2000 photo through the multi-scale crop: the shard source gives exactly the folder's tensor for the same
+    (seed, epoch, rank, position), and that tensor is the reduced decode (1/2), not the full one."""
+    from timm_recipes.data import create_loader, multiscale_crop_pipeline
+    from timm_recipes.data.datasets import _Key, _SeededDataset, sample_jpeg_bytes
+    from timm_recipes.data.decode import decode_and_transform, reduction_factor
+
+    data = sample_jpeg_bytes((3000, 2000), quality=90)[0]
+    (tmp_path / "folder" / "train" / "photo").mkdir(parents=True)
+    (tmp_path / "folder" / "train" / "photo" / "0.jpg").write_bytes(data)
+    write_shards(tmp_path / "folder", tmp_path / "shards", name="p", samples_per_shard=8, seed=0, progress=False)
+    pipe = multiscale_crop_pipeline()
+    assert reduction_factor(pipe, 2000, 3000) == 2
+    folder = ImageFolderDataset(tmp_path / "folder" / "train", pipe)
+    source = WdsSource(resolve_shards(str(tmp_path / "shards"), "train"), ["photo"], pipe)
+    for epoch in (0, 1):
+        ref = _epoch(create_loader(folder, batch_size=1, shuffle=True, seed=5), epoch)
+        assert _epoch(source.loader(batch_size=1, train=True, seed=5), epoch) == ref
+        holder = _SeededDataset(folder, 5)
+        holder.seed_transform(_Key(epoch, 0, 0, 0))
+        reduced = decode_and_transform(data, pipe)
+        holder.seed_transform(_Key(epoch, 0, 0, 0))
+        full = decode_and_transform(data, pipe, reduce=False)
+        assert ref == [[_digest(reduced, torch.tensor(0))]] != [[_digest(full, torch.tensor(0))]]
+
+
 def test_workers_persistent_workers_and_resume_give_the_same_epochs(data) -> None:
     split = resolve_shards(str(data["shards"]), "train")
     source = WdsSource(split, CLASSES, shuffle_buffer=0)
@@ -118,6 +144,23 @@ def test_workers_persistent_workers_and_resume_give_the_same_epochs(data) -> Non
         assert _flat(got[e]) == _flat(reference[e])
     resumed = source.loader(batch_size=5, train=True, seed=4)  # a fresh loader, as after a resume at epoch 2
     assert _epoch(resumed, 2) == reference[2]
+
+
+@pytest.mark.parametrize("dataset", ["folder", "wds"])
+def test_recipe_persistent_workers_keep_their_processes_and_the_epochs(data, dataset) -> None:
+    """``data.persistent_workers`` reaches the DataLoader, and the epochs equal those of fresh workers per epoch."""
+    root = data["folder"] if dataset == "folder" else data["shards"]
+    fresh = _recipe(dataset, root, **{"data.num_workers": 1})
+    kept = _recipe(dataset, root, **{"data.num_workers": 1, "data.persistent_workers": True})
+    loaders = {}
+    for name, recipe in (("fresh", fresh), ("kept", kept)):
+        loaders[name] = create_train_loader(recipe, build_datasets(recipe), Distributed(), CPU, None)
+    assert (loaders["fresh"].loader.persistent_workers, loaders["kept"].loader.persistent_workers) == (False, True)
+    got = {name: [_epoch(loader, e) for e in (0, 1)] for name, loader in loaders.items()}
+    assert got["kept"] == got["fresh"] and got["kept"][0] != got["kept"][1]
+    assert loaders["kept"].loader._iterator is not None  # the worker processes outlive the epoch
+    val = create_eval_loader(kept, build_datasets(kept).val)
+    assert val.loader.persistent_workers and _flat(_epoch(val, 0)) == _flat(_epoch(val, 1))
 
 
 # ------------------------------------------------------------------------------------------ the dealing
@@ -308,6 +351,28 @@ def test_truncated_tar_is_a_named_error_or_a_counted_skip(data, tmp_path) -> Non
     loader = source.loader(batch_size=5, train=True)
     assert len(_epoch(loader, 0)) == 10  # the quota is still met: the run keeps its steps
     assert sorted(f.split(" ")[0] for f in loader.epoch_corrupt_files) == [str(cut_in_data), str(cut_at_header)]
+
+
+def test_a_piece_inside_a_shard_starts_at_its_sample_without_reading_the_ones_before(tmp_path) -> None:
+    """Samples of one, two and three members (jpg, cls, json; a sample without json): starting at sample k gives
+    exactly the samples from k on, as reading the whole shard and dropping the first k."""
+    import webdataset as wds
+
+    with open(tmp_path / "mix-train-0.tar", "wb") as f, wds.TarWriter(f) as sink:
+        for i in range(7):
+            sample = {"__key__": f"dir/s{i}", "jpg": bytes([i]) * (700 * i + 1), "cls": str(i % 3)}
+            if i % 2:
+                sample["json"] = {"i": i}
+            sink.write(sample)
+    split = resolve_shards(str(tmp_path), "train", num_samples=7)
+    source = WdsSource(split, CLASSES)
+    whole = [(k, sorted(m.items())) for k, m in source._samples(split.urls[0])]
+    assert [k for k, _ in whole] == [f"dir/s{i}" for i in range(7)]
+    for skip in range(9):
+        assert [(k, sorted(m.items())) for k, m in source._samples(split.urls[0], skip)] == whole[skip:]
+    plan = WorkerPlan((Piece(0, 3, 6),), 3, 0, cycle=False)
+    assert [(key, data[0]) for _, key, data, _, _ in source._read_once(plan, [])] == [
+        ("dir/s3", 3), ("dir/s4", 4), ("dir/s5", 5)]  # fmt: skip
 
 
 def test_undecodable_member_is_a_named_error_or_a_counted_skip(data, tmp_path) -> None:

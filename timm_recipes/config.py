@@ -240,6 +240,7 @@ class DataConfig(_Section):
     num_workers: int = _f(4, ge=0)
     skip_corrupt: bool = False
     pin_memory: bool = True
+    persistent_workers: bool = False  # keep the loader's worker processes between epochs (num_workers > 0)
     # wds / hfds: split names (None: "train"; "validation" or "val"; "test" when present).
     train_split: str | None = None
     val_split: str | None = None

@@ -40,8 +40,6 @@ import torch
 import torch.utils.data
 from torch import Tensor
 
-from timm_recipes.data.seeding import reseed
-
 __all__ = ["MixParams", "MixupCutmix", "MixupCutmixCollator", "cutmix_batch", "mixup_batch", "smooth_one_hot"]
 
 MODES = ("batch", "pair", "elem")
@@ -201,6 +199,28 @@ class MixParams:
             raise ValueError("params.lam of a CutMix element must equal its kept pixel fraction 1 - box area / (H W)")
 
 
+def _beta(x: float, y: float) -> float:
+    """``X / (X + Y)`` for ``X, Y ~ Gamma(α)``: a Beta(α, α) draw. Both can underflow to 0 only for a tiny α (each
+    with probability about ``1e-308^α``); λ is then the distribution's centre, 0.5."""
+    total = x + y
+    return x / total if total > 0 else 0.5
+
+
+def _beta_pairs(concentration: Tensor, g: torch.Generator | None, units: int) -> list[np.ndarray]:
+    """One Beta(α, α) array of ``units`` draws per pair of equal shapes in ``concentration`` (see :func:`_beta`)."""
+    if not len(concentration):
+        return []
+    gammas = torch._standard_gamma(concentration[:, None].repeat(1, units), generator=g).numpy()
+    x, y = gammas[0::2], gammas[1::2]
+    total = x + y
+    return list(np.where(total > 0, x / np.where(total > 0, total, 1.0), 0.5))
+
+
+def _below(u: np.ndarray, size: int) -> np.ndarray:
+    """Uniform integers in ``[0, size)`` from uniforms in ``[0, 1)``."""
+    return np.minimum((u * size).astype(np.int64), size - 1)
+
+
 def _kept_fraction(box: Tensor, height: int, width: int) -> Tensor:
     """``(H W − box area) / (H W)`` as float64: the exact kept fraction, rounded once."""
     area = (box[:, 1] - box[:, 0]) * (box[:, 3] - box[:, 2])
@@ -300,6 +320,35 @@ def _mix_targets(targets_soft: Tensor, params: MixParams | None, plan: _Plan | N
     return targets_soft * weights[:, :1] + partners * weights[:, 1:]
 
 
+def _mixed_labels(labels: np.ndarray, num_classes: int, smoothing: float, plan: _Plan, device: torch.device) -> Tensor:
+    """``y_i' = λ_i e(y_i) + (1 − λ_i) e(y_{p(i)})`` as float32 ``N × num_classes`` on ``device``, in two operations.
+
+    Every entry of a row is ``ε / C`` except at ``y_i`` and ``y_{p(i)}``, so the row is a fill and a scatter of
+    two values per row. Those values are computed on the host from the float64 formula (``λ on + (1 − λ) off`` and
+    ``λ off + (1 − λ) on``; ``on`` when both labels are the same class, as for an element that is its own partner)
+    and rounded once, so each entry is the correctly rounded float32 of the exact mixed label. The host work is a
+    few NumPy operations on N numbers, and the device sees one fill, two small copies and one scatter whatever the
+    mode (instead of two encodings, a reversal and three full-size arithmetic passes).
+    """
+    n = len(labels)
+    off = smoothing / num_classes
+    on = 1.0 - smoothing * (num_classes - 1) / num_classes
+    out = torch.full((n, num_classes), off, dtype=torch.float32, device=device)
+    if not n:
+        return out
+    other = labels[::-1] if plan.flip else labels[plan.partner]
+    index = np.empty((n, 2), dtype=np.int64)
+    index[:, 0], index[:, 1] = labels, other
+    values = np.empty((n, 2), dtype=np.float32)
+    lam = plan.lam_scalar
+    if lam is not None:  # one λ (batch mode): two Python numbers
+        values[:] = (lam * on + (1.0 - lam) * off, lam * off + (1.0 - lam) * on)
+    else:
+        values[:, 0], values[:, 1] = plan.lam * on + (1.0 - plan.lam) * off, plan.lam * off + (1.0 - plan.lam) * on
+    values[labels == other] = on
+    return out.scatter_(1, _to_device(torch.from_numpy(index), device), _to_device(torch.from_numpy(values), device))
+
+
 def _to_device(t: Tensor, device: torch.device) -> Tensor:
     """A small host tensor to ``device`` without stalling the stream.
 
@@ -385,14 +434,30 @@ class _Plan:
 
     @classmethod
     def for_batch(cls, n: int, lam: float, use_cut: bool, box: tuple[int, int, int, int]) -> _Plan:
-        """What :meth:`build` gives for batch-mode draws (one λ, one box, flip partners), from the scalars.
+        """What :meth:`build` gives for batch-mode draws (one λ, one box, flip partners), from the scalars."""
+        return _BatchPlan(n, lam, use_cut, box)
 
-        The arrays that batch mode never reads element by element (the shortcuts ``lam_scalar``, ``weight_scalar``
-        and ``same_box`` cover it) are shared read-only constants."""
-        partner, _, paired = _layout(n, "batch")
+
+class _BatchPlan(_Plan):
+    """A batch-mode plan: the shortcuts from the scalars at once, the per-element arrays only when something reads
+    them. Batch mode never does on any device (``lam_scalar``, ``weight_scalar`` and ``same_box`` cover it), so a
+    call does not pay for building them."""
+
+    def __init__(self, n: int, lam: float, use_cut: bool, box: tuple[int, int, int, int]) -> None:  # no super()
         has_pair = n >= 2
         cut_any = use_cut and has_pair and box[1] > box[0] and box[3] > box[2]
         mix_any = not use_cut and has_pair and lam < 1
+        self._draws = (n, lam, box, cut_any, mix_any)
+        self.flip, self.selfs = True, [n // 2] if n % 2 else []
+        self.lam_scalar = lam if has_pair else 1.0
+        self.weight_scalar = 1.0 - lam if mix_any else None
+        self.same_box = box if cut_any else None
+        self.active, self.any_cut = cut_any or mix_any, cut_any
+
+    @functools.cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        n, lam, box, cut_any, mix_any = self._draws
+        partner, _, paired = _layout(n, "batch")
         zeros_f, zeros_b, zeros_box = _constants(n)
         lam_e = np.full(n, lam)
         weight = np.full(n, 1.0 - lam) if mix_any else zeros_f
@@ -401,12 +466,13 @@ class _Plan:
             if mix_any:
                 weight[n // 2] = 0.0
         boxes = np.where(paired[:, None], np.asarray(box, dtype=np.int64), 0) if cut_any else zeros_box
-        return cls(
-            lam=lam_e, partner=partner, weight=weight, cut=paired if cut_any else zeros_b, boxes=boxes, flip=True,
-            selfs=[n // 2] if n % 2 else [], lam_scalar=lam if has_pair else 1.0,
-            weight_scalar=1.0 - lam if mix_any else None, same_box=box if cut_any else None,
-            active=cut_any or mix_any, any_cut=cut_any,
-        )  # fmt: skip
+        return lam_e, partner, weight, paired if cut_any else zeros_b, boxes
+
+    lam = property(lambda self: self._arrays[0])  # type: ignore[assignment]
+    partner = property(lambda self: self._arrays[1])  # type: ignore[assignment]
+    weight = property(lambda self: self._arrays[2])  # type: ignore[assignment]
+    cut = property(lambda self: self._arrays[3])  # type: ignore[assignment]
+    boxes = property(lambda self: self._arrays[4])  # type: ignore[assignment]
 
 
 @functools.lru_cache(maxsize=64)
@@ -467,12 +533,13 @@ def _swap_box(src: Tensor, dst: Tensor, box: tuple[int, int, int, int], i0: int,
 
 def _mix_whole(src: Tensor, dst: Tensor, plan: _Plan) -> None:
     """The whole batch in a constant number of operations, whatever N: for devices where a launch costs more than
-    the work. Batch CutMix swaps the box regions (4 operations); otherwise one copy of the partners, one blend (a
-    scalar weight, or one transfer of N weights) and, for per-element boxes, one masked select over the batch whose
-    mask is built on the device from one transfer of the N × 4 boxes (no Python loop over the batch)."""
-    n = src.shape[0]
+    the work. Batch CutMix replaces the box region by its reversal (2 operations); otherwise one copy of the
+    partners, one blend (a scalar weight, or one transfer of N weights) and, for per-element boxes, one masked select
+    over the batch whose mask is built on the device from one transfer of the N × 4 boxes (no Python loop)."""
     if plan.same_box is not None:  # dst is src here (CutMix mixes in place or inside a copy)
-        _swap_box(src, dst, plan.same_box, 0, n // 2)
+        y0, y1, x0, x1 = plan.same_box
+        region = dst[:, :, y0:y1, x0:x1]
+        region.copy_(region.flip(0))  # the flip is a new tensor: every box takes its partner's original pixels
         return
     dev = src.device
     partners = src.flip(0) if plan.flip else src[_to_device(torch.from_numpy(plan.partner), dev)]
@@ -605,8 +672,9 @@ class MixupCutmix:
     ) -> MixParams:
         """Draw everything random for one batch: method, λ, boxes, partners (see :class:`MixParams`).
 
-        One seed is taken from ``generator`` (else the transform's, else torch's global one) and keys a NumPy
-        generator for the Beta draws (:func:`~timm_recipes.data.seeding.reseed`); nothing else is random.
+        Everything is drawn from ``generator`` (else the transform's, else torch's global one), two calls per
+        batch: uniforms (apply, switch, box centre) and Gamma variates, ``λ = X / (X + Y)`` with ``X, Y ~ Gamma(α)``
+        (a Beta(α, α) draw); nothing else is random.
         """
         return self._sample(batch_size, height, width, generator)[0]  # type: ignore[return-value]
 
@@ -624,24 +692,28 @@ class MixupCutmix:
         needs only the plan); ``scalar=False`` forces the array path in batch mode (the tests compare the two)."""
         n = _check_int("batch_size", batch_size, 0)
         height, width = _check_int("height", height, 1), _check_int("width", width, 1)
+        return self._draw(n, height, width, generator, record, scalar)
+
+    def _draw(
+        self, n: int, height: int, width: int, generator: torch.Generator | None, record: bool, scalar: bool = True
+    ) -> tuple[MixParams | None, _Plan]:
+        """:meth:`_sample` for sizes already checked (the images' own)."""
         g = generator if generator is not None else self.generator
-        rng = self.__dict__.get("_rng")
-        if rng is None:  # one generator per transform (and per worker process), re-keyed for every batch
-            rng = self._rng = np.random.Generator(np.random.PCG64(0))
-        reseed(rng, int(torch.randint(0, 2**62, (), generator=g)))
         if self.mode == "batch" and scalar:
-            return self._sample_batch(rng, n, height, width, record)
+            return self._sample_batch(g, n, height, width, record)
         # One draw per unit: the batch, a pair (i, N - 1 - i) or an element.
         units = max(1, {"batch": 1, "pair": n // 2, "elem": n}[self.mode])
         enabled = self.mixup_enabled and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
-        apply = (rng.random(units) < self.prob) & enabled
+        u = torch.rand((4, units), dtype=torch.float64, generator=g).numpy()
+        apply = (u[0] < self.prob) & enabled
         if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
-            use_cut = rng.random(units) < self.switch_prob
+            use_cut = u[1] < self.switch_prob
         else:
             use_cut = np.full(units, self.cutmix_alpha > 0)
-        lam_mix = rng.beta(self.mixup_alpha, self.mixup_alpha, units) if self.mixup_alpha > 0 else np.ones(units)
-        lam_cut = rng.beta(self.cutmix_alpha, self.cutmix_alpha, units) if self.cutmix_alpha > 0 else np.ones(units)
-        cy, cx = rng.integers(0, height, units), rng.integers(0, width, units)
+        betas = iter(_beta_pairs(self._concentration(), g, units))
+        lam_mix = next(betas) if self.mixup_alpha > 0 else np.ones(units)
+        lam_cut = next(betas) if self.cutmix_alpha > 0 else np.ones(units)
+        cy, cx = _below(u[2], height), _below(u[3], width)
         use_cut &= apply
         lam_drawn = np.where(apply, np.where(use_cut, lam_cut, lam_mix), 1.0)
         ratio = np.sqrt(1.0 - lam_drawn)  # box side / image side
@@ -666,18 +738,32 @@ class MixupCutmix:
         )
         return params, _Plan.build(lam_e, cut_e, box_e, partner_e)
 
+    def _concentration(self) -> Tensor:
+        """The Gamma shapes of one unit's draws: ``(α_mixup, α_mixup)`` and/or ``(α_cutmix, α_cutmix)``, cached."""
+        key = (self.mixup_alpha, self.cutmix_alpha)
+        cached = self.__dict__.get("_conc")
+        if cached is None or cached[0] != key:
+            alphas = [a for a in key if a > 0 for _ in range(2)]
+            cached = self._conc = (key, torch.tensor(alphas, dtype=torch.float64))
+        return cached[1]
+
     def _sample_batch(
-        self, rng: np.random.Generator, n: int, height: int, width: int, record: bool
+        self, g: torch.Generator | None, n: int, height: int, width: int, record: bool
     ) -> tuple[MixParams | None, _Plan]:
         """Batch mode with Python scalars: the same draws, in the same order, with the same arithmetic as the array
         path with one unit (a few µs instead of dozens of NumPy calls on one-element arrays)."""
         ma, ca = self.mixup_alpha, self.cutmix_alpha
         enabled = self.mixup_enabled and (ma > 0 or ca > 0)
-        apply = bool(rng.random() < self.prob) and enabled
-        use_cut = bool(rng.random() < self.switch_prob) if ma > 0 and ca > 0 else ca > 0
-        lam_mix = float(rng.beta(ma, ma)) if ma > 0 else 1.0
-        lam_cut = float(rng.beta(ca, ca)) if ca > 0 else 1.0
-        cy, cx = int(rng.integers(0, height)), int(rng.integers(0, width))
+        u_apply, u_switch, u_row, u_col = torch.rand(4, dtype=torch.float64, generator=g).tolist()
+        apply = u_apply < self.prob and enabled
+        use_cut = u_switch < self.switch_prob if ma > 0 and ca > 0 else ca > 0
+        lam_mix = lam_cut = 1.0
+        if ma > 0 or ca > 0:
+            gammas = torch._standard_gamma(self._concentration(), generator=g).tolist()
+            betas = [_beta(gammas[k], gammas[k + 1]) for k in range(0, len(gammas), 2)]
+            lam_mix = betas[0] if ma > 0 else 1.0
+            lam_cut = betas[-1] if ca > 0 else 1.0
+        cy, cx = min(int(u_row * height), height - 1), min(int(u_col * width), width - 1)
         use_cut = use_cut and apply
         lam_drawn = (lam_cut if use_cut else lam_mix) if apply else 1.0
         ratio = math.sqrt(1.0 - lam_drawn)
@@ -724,17 +810,16 @@ class MixupCutmix:
             rows summing to 1.
         """
         n, _, h, w = _check_images(images)
-        targets = _check_targets(targets, n, self.num_classes)
+        labels = _host_labels(targets, n, self.num_classes)
         if params is None:
-            params, plan = self._sample(n, h, w, None, record=False)
+            params, plan = self._draw(n, h, w, None, record=False)
         elif isinstance(params, MixParams):
             params.check(n, h, w)
             plan = _Plan.of(params)
         else:
             raise TypeError(f"params must be a MixParams or None, got {type(params).__name__}")
         mixed = _mix_images(images, params, inplace, plan)
-        soft = _encode(targets, self.num_classes, self.label_smoothing, torch.float32, images.device)
-        return mixed, _mix_targets(soft, params, plan)
+        return mixed, _mixed_labels(labels, self.num_classes, self.label_smoothing, plan, images.device)
 
 
 class MixupCutmixCollator:
@@ -923,6 +1008,25 @@ def _check_targets(targets: object, n: int | None, num_classes: int) -> Tensor:
         if low < 0 or high >= num_classes:
             raise ValueError(f"targets must lie in [0, num_classes={num_classes}), got values in [{low}, {high}]")
     return targets.long()
+
+
+def _host_labels(targets: object, n: int, num_classes: int) -> np.ndarray:
+    """The targets as an int64 NumPy array on the host, checked like :func:`_check_targets`. Host targets (as the
+    loader and the prefetcher hand them over) cost no device work; device targets are copied once (their one
+    synchronisation)."""
+    if not isinstance(targets, Tensor):
+        raise TypeError(f"targets must be a torch.Tensor of class indices, got {type(targets).__name__}")
+    if targets.is_floating_point() or targets.is_complex() or targets.dtype == torch.bool:
+        raise TypeError(f"targets must hold integer class indices, got {targets.dtype}")
+    if targets.ndim != 1 or targets.shape[0] != n:
+        raise ValueError(f"targets must have shape ({n},), got {tuple(targets.shape)}")
+    labels = (targets if targets.device.type == "cpu" else targets.cpu()).numpy()
+    if labels.dtype != np.int64:
+        labels = labels.astype(np.int64)
+    if n and labels.view(np.uint64).max() >= num_classes:  # one pass: a negative label wraps to a huge one
+        low, high = int(labels.min()), int(labels.max())
+        raise ValueError(f"targets must lie in [0, num_classes={num_classes}), got values in [{low}, {high}]")
+    return labels
 
 
 def _as_lam(lam: float | Tensor, n: int) -> Tensor:

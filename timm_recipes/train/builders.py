@@ -235,6 +235,7 @@ def create_train_loader(
         loader = dataset.loader(
             batch_size=d.batch_size, train=True, num_workers=d.num_workers, seed=recipe.run.seed, rank=dist.rank,
             world_size=dist.world_size, collate_fn=collate, pin_memory=d.pin_memory and cuda,
+            persistent_workers=_persistent(recipe),
         )  # fmt: skip
         return _on_device(loader, recipe, device, mean, std, batch_transform)
     sampler = dist.train_sampler(data.train, seed=recipe.run.seed, batch_size=d.batch_size)
@@ -253,8 +254,14 @@ def create_train_loader(
     loader = create_loader(
         dataset, batch_size=d.batch_size, shuffle=sampler is None, num_workers=d.num_workers, seed=recipe.run.seed,
         collate_fn=collate, drop_last=True, sampler=sampler, pin_memory=d.pin_memory and cuda,
+        persistent_workers=_persistent(recipe),
     )  # fmt: skip
     return _on_device(loader, recipe, device, mean, std, batch_transform)
+
+
+def _persistent(recipe: Recipe) -> bool:
+    """``data.persistent_workers``, which applies only to worker processes (there are none with num_workers=0)."""
+    return recipe.data.persistent_workers and recipe.data.num_workers > 0
 
 
 def _on_device(
@@ -289,12 +296,13 @@ def create_eval_loader(
     if hasattr(source, "loader"):  # an iterable source: every sample on exactly one (rank, worker)
         rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
         loader = source.loader(batch_size=d.batch_size, train=False, num_workers=d.num_workers, seed=recipe.run.seed,
-                               rank=rank, world_size=world, pin_memory=d.pin_memory and cuda)  # fmt: skip
+                               rank=rank, world_size=world, pin_memory=d.pin_memory and cuda,
+                               persistent_workers=_persistent(recipe))  # fmt: skip
     else:
         sampler = dist.eval_sampler(dataset) if dist is not None else None
         loader = create_loader(
             source, batch_size=d.batch_size, shuffle=False, num_workers=d.num_workers, seed=recipe.run.seed,
-            sampler=sampler, pin_memory=d.pin_memory and cuda,
+            sampler=sampler, pin_memory=d.pin_memory and cuda, persistent_workers=_persistent(recipe),
         )  # fmt: skip
     return _on_device(loader, recipe, device, mean, std)
 

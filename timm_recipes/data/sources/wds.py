@@ -43,7 +43,7 @@ from timm_recipes.data.datasets import (
     _ReportingCollate,
     _SeededDataset,
 )
-from timm_recipes.data.sources.base import CorruptSampleError, RawSample, check_label, decode_sample
+from timm_recipes.data.sources.base import CorruptSampleError, RawSample, check_label, load_sample
 from timm_recipes.data.sources.sharding import WorkerPlan, eval_plan, train_plan, train_steps
 
 __all__ = ["ShardLoader", "ShardSplit", "WdsSource", "load_info", "resolve_shards"]
@@ -180,20 +180,20 @@ def resolve_shards(
 
 # ----------------------------------------------------------------------------------------------- reading
 class _Holder:
-    """One sample already read from a shard, presented to :class:`_SeededDataset` as a one-item map dataset."""
+    """One sample read from a shard (still encoded), presented to :class:`_SeededDataset` as a one-item map dataset:
+    the seeded fetch decodes it and applies the pipeline in one step (:func:`~timm_recipes.data.sources.base.
+    load_sample`, which decodes a large JPEG at reduced size where the crop allows it, as for an image folder)."""
 
     def __init__(self, transform: Any) -> None:
         self.transform = transform
-        self.item: tuple[Any, list[str]] = ((None, 0), [])
+        self.item: tuple[bytes, int, str, str] = (b"", 0, "", "")
 
     def __len__(self) -> int:
         return 1
 
-    def fetch(self, index: int) -> tuple[Any, list[str]]:
-        (image, label), skipped = self.item
-        if self.transform is not None:
-            image = self.transform(image=image)["image"]
-        return (image, label), skipped
+    def fetch(self, index: int) -> tuple[tuple[Any, int], list[str]]:
+        data, label, url, key = self.item
+        return (load_sample(data, self.transform, shard=url, key=key), label), []
 
 
 class WdsSource(IterableDataset):
@@ -242,20 +242,36 @@ class WdsSource(IterableDataset):
         return f"{type(self).__name__}({self.origin}, samples={self.split.num_samples}, classes={len(self.classes)})"
 
     # ------------------------------------------------------------------------------------------- samples
-    def _samples(self, url: str) -> Iterator[tuple[str, dict[str, Any]]]:
-        """``(key, members)`` of one shard, in storage order, through webdataset's tar reader."""
-        from webdataset.tariterators import group_by_keys, tar_file_expander
+    def _samples(self, url: str, skip: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
+        """``(key, members)`` of one shard, in storage order, through webdataset's tar reader, from sample ``skip`` on.
+
+        The members of the first ``skip`` samples are passed over unread (webdataset's ``select_files``, counting
+        the samples by webdataset's own key function): a worker that starts inside a shard does not extract, join
+        and buffer the samples before its piece.
+        """
+        from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
 
         try:
             stream = _open(url)
         except OSError as err:
             raise CorruptSampleError(url, "-", f"cannot open the shard ({err})") from err
+        select = None
+        if skip > 0:
+            seen = {"key": None, "count": 0}
+
+            def select(name: str) -> bool:
+                key = base_plus_ext(name)[0]
+                if key is not None and key != seen["key"]:  # members of one sample are contiguous (group_by_keys)
+                    seen["key"], seen["count"] = key, seen["count"] + 1
+                return seen["count"] > skip
+
         with stream:
-            files = tar_file_expander([{"url": url, "stream": stream}])
+            files = tar_file_expander([{"url": url, "stream": stream}], select_files=select)
             for sample in group_by_keys(files):
                 yield str(sample["__key__"]), sample
 
-    def _parse(self, url: str, key: str, sample: dict[str, Any], *, decode: bool) -> tuple[Any, int]:
+    def _parse(self, url: str, key: str, sample: dict[str, Any]) -> tuple[bytes, int]:
+        """The encoded image and the checked label of one sample."""
         image_key = next((k for k in self.image_keys if k in sample), None)
         if image_key is None:
             members = ", ".join(sorted(k for k in sample if not k.startswith("__")))
@@ -265,8 +281,7 @@ class WdsSource(IterableDataset):
             raise CorruptSampleError(url, key, f"no {self.label_key!r} member (data.label_key; has: {members})")
         label = check_label(sample[self.label_key], len(self.classes), shard=url, key=key,
                             what=f"member {self.label_key!r}")  # fmt: skip
-        data = sample[image_key]
-        return (decode_sample(data, shard=url, key=f"{key}.{image_key}") if decode else data), label
+        return sample[image_key], label
 
     def check_first_sample(self) -> None:
         """Read the first sample of the first shard and check its members and label (before anything is written).
@@ -289,13 +304,13 @@ class WdsSource(IterableDataset):
         if self.label_key not in sample:
             raise ValueError(f"data.label_key={self.label_key!r}: sample {key!r} of shard {url!r} has no such member "
                              f"(members: {', '.join(members)})")  # fmt: skip
-        self._parse(url, key, sample, decode=False)
+        self._parse(url, key, sample)
 
     def iter_raw(self) -> Iterator[RawSample]:
         """``(shard#key, encoded image bytes, label)`` of every sample, shard by shard in the split's order."""
         for url in self.split.urls:
             for key, sample in self._samples(url):
-                data, label = self._parse(url, key, sample, decode=False)
+                data, label = self._parse(url, key, sample)
                 yield f"{url}#{key}", data, label
 
     def _read_once(self, plan: WorkerPlan, skipped: list[str]) -> Iterator[tuple[str, str, bytes, int, str]]:
@@ -306,15 +321,13 @@ class WdsSource(IterableDataset):
         """
         for piece in plan.pieces:
             url = self.split.urls[piece.shard]
-            index = -1
+            index = piece.start - 1
             try:
-                for index, (key, sample) in enumerate(self._samples(url)):
-                    if index < piece.start:
-                        continue
+                for index, (key, sample) in enumerate(self._samples(url, piece.start), start=piece.start):
                     if piece.stop is not None and index >= piece.stop:
                         break
                     try:
-                        data, label = self._parse(url, key, sample, decode=False)
+                        data, label = self._parse(url, key, sample)
                     except CorruptImageError:
                         if not self.skip_corrupt:
                             raise
@@ -329,10 +342,10 @@ class WdsSource(IterableDataset):
                 continue
             if piece.stop is not None and index + 1 < piece.stop:  # (tarfile reads a cut at a header as the end)
                 if self.skip_corrupt:
-                    skipped.append(f"{url} (ends after {index + 1} of {piece.stop} samples)")
+                    skipped.append(f"{url} (ends before sample #{index + 1} of {piece.stop})")
                     continue
                 raise CorruptSampleError(
-                    url, f"#{index + 1}", f"the shard ends after {index + 1} samples, but its length is given as "
+                    url, f"#{index + 1}", f"the shard ends before sample #{index + 1}, but its length is given as "
                     f"{piece.stop} (_info.json shard_lengths): truncated?"
                 )  # fmt: skip
 
@@ -371,26 +384,28 @@ class WdsSource(IterableDataset):
         plan = plans[worker]
         holder = _Holder(self.transform)
         seeded = _SeededDataset(holder, seed)
+
+        def load(url: str, key: str, data: bytes, label: int, position: int) -> Any:
+            """Decode and augment one sample with the pipeline seeded from ``(seed, epoch, rank, position)``."""
+            holder.item = (data, label, url, key)
+            return seeded[_Key(epoch, rank, position, 0)][0]
+
         skipped: list[str] = []
-
-        def emit(image: np.ndarray, label: int, position: int) -> tuple[Any, list[str]]:
-            holder.item = ((image, label), skipped[:])  # the skips since the previous sample travel with this one
-            skipped.clear()
-            return seeded[_Key(epoch, rank, position, 0)]
-
         pending = None  # one sample held back, so that skips after the last sample are still reported
         rng = random.Random(_derive_seed(seed, _BUFFER, epoch, rank, worker))
-        for image, label, position in self._decoded(plan, skipped, rng):
+        for sample in self._loaded(plan, skipped, rng, load):
             if pending is not None:
-                yield emit(*pending)
-            pending = (image, label, position)
+                yield pending, skipped[:]  # the skips since the previous sample travel with this one
+                skipped.clear()
+            pending = sample
         if pending is not None:
-            yield emit(*pending)
+            yield pending, skipped[:]
 
-    def _decoded(
-        self, plan: WorkerPlan, skipped: list[str], rng: random.Random
-    ) -> Iterator[tuple[np.ndarray, int, int]]:
-        """``(image, label, position)`` for one worker's plan: exactly its quota (or all its samples for evaluation)."""
+    def _loaded(
+        self, plan: WorkerPlan, skipped: list[str], rng: random.Random, load: Callable[..., Any]
+    ) -> Iterator[Any]:
+        """The samples of one worker's plan, ``load``-ed (decoded and augmented): exactly its quota (or all its samples
+        for evaluation)."""
         accepted, numbered = 0, 0
         # Exactly one pass when nothing is skipped and the plan is exact. Otherwise (samples skipped as corrupt, or
         # whole shards dealt with only a total count known) further passes fill the quota, and stop as soon as it is.
@@ -405,13 +420,13 @@ class WdsSource(IterableDataset):
                 position = plan.first_position + numbered
                 numbered += 1
                 try:
-                    image = decode_sample(data, shard=url, key=f"{key}.{member}")
+                    sample = load(url, f"{key}.{member}", data, label, position)
                 except CorruptImageError:
                     if not self.skip_corrupt:
                         raise
                     skipped.append(f"{url}#{key}")
                     continue
-                yield image, label, position
+                yield sample
                 accepted, good_in_pass = accepted + 1, good_in_pass + 1
                 if plan.quota is not None and accepted >= plan.quota:
                     return
