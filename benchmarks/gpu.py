@@ -37,8 +37,8 @@ CUDA = torch.cuda.is_available()
 BATCH = 128 if CUDA else 4
 SIZE = 224 if CUDA else 64
 STEPS, WARMUP = (60, 15) if CUDA else (3, 1)
-NUM_IMAGES = 1024 if CUDA else 16  # files in the JPEG folder and the shards
-SHARDS = 32 if CUDA else 2
+NUM_IMAGES = 4096 if CUDA else 16  # files in the JPEG folder and the shards (32 batches: every worker reads)
+SHARDS = 64 if CUDA else 2
 WORKERS = os.cpu_count() or 1
 SD_REPEATS = 20 if CUDA else 2
 MIX_REPEATS = 21 if CUDA else 3
@@ -114,9 +114,10 @@ def _write_data(root: Path) -> tuple[Path, Path]:
 
     photos = [b for size in ((500, 375), (375, 500), (640, 480)) for b in sample_jpeg_bytes(size)]
     folder = root / "folder"
+    val_images = 10 * max(1, NUM_IMAGES // 160)  # every class in val (the loaders need it)
     for i in range(NUM_IMAGES):
         for split in ("train", "val"):
-            if split == "val" and i % 16:
+            if split == "val" and i >= val_images:
                 continue
             path = folder / split / f"{i % 10:02d}" / f"{i:06d}.jpg"
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -368,6 +368,9 @@ def test_a_piece_inside_a_shard_starts_at_its_sample_without_reading_the_ones_be
     source = WdsSource(split, CLASSES)
     whole = [(k, sorted(m.items())) for k, m in source._samples(split.urls[0])]
     assert [k for k, _ in whole] == [f"dir/s{i}" for i in range(7)]
+    with open(split.urls[0], "rb") as f:  # the samples webdataset's own pipeline groups
+        theirs = wds.tariterators.group_by_keys(wds.tariterators.tar_file_expander([{"url": "u", "stream": f}]))
+        assert whole == [(t["__key__"], sorted((k, v) for k, v in t.items() if k != "__url__")) for t in theirs]
     for skip in range(9):
         assert [(k, sorted(m.items())) for k, m in source._samples(split.urls[0], skip)] == whole[skip:]
     plan = WorkerPlan((Piece(0, 3, 6),), 3, 0, cycle=False)

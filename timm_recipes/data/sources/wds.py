@@ -12,8 +12,8 @@ Split sizes come from an ``_info.json`` in timm's format (``{"splits": {name: {"
 :mod:`timm_recipes.data.sources.sharding`.
 
 ``webdataset``'s own ``WebDataset`` pipeline is not used as a whole: its shard splitting (``split_by_node``,
-``split_by_worker``) and ``with_epoch`` give exactly the failure modes above. Its tar reading (``tar_file_expander``,
-``group_by_keys``) is used as it is.
+``split_by_worker``) and ``with_epoch`` give exactly the failure modes above. Its tar reader (``tar_file_iterator``)
+and key rule (``base_plus_ext``) are used as they are; members are grouped into samples as its ``group_by_keys`` does.
 """
 
 from __future__ import annotations
@@ -245,11 +245,13 @@ class WdsSource(IterableDataset):
     def _samples(self, url: str, skip: int = 0) -> Iterator[tuple[str, dict[str, Any]]]:
         """``(key, members)`` of one shard, in storage order, through webdataset's tar reader, from sample ``skip`` on.
 
-        The members of the first ``skip`` samples are passed over unread (webdataset's ``select_files``, counting
-        the samples by webdataset's own key function): a worker that starts inside a shard does not extract, join
-        and buffer the samples before its piece.
+        The tar is read by ``webdataset.tariterators.tar_file_iterator``; its members are grouped into samples as
+        webdataset's ``group_by_keys`` does (consecutive members with the same key, extension lower-cased, a repeated
+        member an error), without the per-member bookkeeping of its multi-shard pipeline. The members of the first
+        ``skip`` samples are passed over unread (``select_files``): a worker whose piece starts inside a shard does not
+        extract, join and buffer the samples before it.
         """
-        from webdataset.tariterators import base_plus_ext, group_by_keys, tar_file_expander
+        from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
         try:
             stream = _open(url)
@@ -257,18 +259,30 @@ class WdsSource(IterableDataset):
             raise CorruptSampleError(url, "-", f"cannot open the shard ({err})") from err
         select = None
         if skip > 0:
-            seen = {"key": None, "count": 0}
+            seen: list[Any] = [None, 0]  # the last key, the samples seen
 
             def select(name: str) -> bool:
                 key = base_plus_ext(name)[0]
-                if key is not None and key != seen["key"]:  # members of one sample are contiguous (group_by_keys)
-                    seen["key"], seen["count"] = key, seen["count"] + 1
-                return seen["count"] > skip
+                if key is not None and key != seen[0]:  # members of one sample are contiguous
+                    seen[0], seen[1] = key, seen[1] + 1
+                return seen[1] > skip
 
         with stream:
-            files = tar_file_expander([{"url": url, "stream": stream}], select_files=select)
-            for sample in group_by_keys(files):
-                yield str(sample["__key__"]), sample
+            key, sample = None, None
+            for member in tar_file_iterator(stream, select_files=select):
+                prefix, suffix = base_plus_ext(member["fname"])
+                if prefix is None:
+                    continue
+                if prefix != key:
+                    if sample is not None:
+                        yield key, sample
+                    key, sample = prefix, {"__key__": prefix}
+                suffix = suffix.lower()
+                if suffix in sample:
+                    raise CorruptSampleError(url, prefix, f"member {suffix!r} appears twice")
+                sample[suffix] = member["data"]
+            if sample is not None:
+                yield key, sample
 
     def _parse(self, url: str, key: str, sample: dict[str, Any]) -> tuple[bytes, int]:
         """The encoded image and the checked label of one sample."""
