@@ -16,15 +16,17 @@ Partners follow timm: element ``i`` is mixed with ``N − 1 − i`` (the flipped
 makes this a random pairing. With an odd batch the middle element is its own partner and stays unmixed.
 
 Arithmetic: pixels are blended with ``torch.lerp`` in the images' float dtype (float32 for uint8, float16 and
-bfloat16); uint8 results are rounded to the nearest integer (an exact tie, x.5, may go either way in float32). λ and
-1 − λ of the labels are computed in float64 and cast once, so a CutMix label weight is the kept pixel fraction
-correctly rounded to float32.
+bfloat16); uint8 results are rounded to the nearest integer (an exact tie, x.5, may go either way in float32). A
+mixed label row is ε / C everywhere except at the two classes, whose values ``λ on + (1 − λ) off`` and
+``λ off + (1 − λ) on`` are computed in float64 and rounded once to float32 (a CutMix label weight is the kept pixel
+fraction rounded once).
 
 Why not just ``timm.data.Mixup``: it asserts an even batch, materialises a flipped copy of the whole batch (or a
 clone of it in ``pair``/``elem`` mode), cannot take its draws from an explicit generator or from the caller, and fails
 on uint8 batches (only its collator handles them). Here, because the flip pairing is an involution, the pairs (i, j)
 are mixed from their two originals, ``x_i' = λ x_i + (1 − λ) x_j`` and ``x_j' = λ x_j + (1 − λ) x_i``, a few pairs at
-a time on the CPU (the temporaries stay in cache) or half a batch at a time on a GPU; CutMix copies only the boxes.
+a time on the CPU (the temporaries stay in cache); on a GPU, where a launch costs more than the work, a call is a
+fixed handful of whole-batch operations (batch mode: 6 on the device, labels included). CutMix copies only the boxes.
 """
 
 from __future__ import annotations
@@ -326,7 +328,7 @@ def _mixed_labels(labels: np.ndarray, num_classes: int, smoothing: float, plan: 
     Every entry of a row is ``ε / C`` except at ``y_i`` and ``y_{p(i)}``, so the row is a fill and a scatter of
     two values per row. Those values are computed on the host from the float64 formula (``λ on + (1 − λ) off`` and
     ``λ off + (1 − λ) on``; ``on`` when both labels are the same class, as for an element that is its own partner)
-    and rounded once, so each entry is the correctly rounded float32 of the exact mixed label. The host work is a
+    and rounded once to float32 (no float32 arithmetic in between). The host work is a
     few NumPy operations on N numbers, and the device sees one fill, two small copies and one scatter whatever the
     mode (instead of two encodings, a reversal and three full-size arithmetic passes).
     """
