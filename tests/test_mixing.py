@@ -302,6 +302,23 @@ def test_chunked_half_batch_and_gather_paths_agree(monkeypatch: pytest.MonkeyPat
             _assert_matches_reference(mixer(x, targets, params=q)[0], _reference(x, q))
 
 
+@pytest.mark.parametrize("devices", [("cpu",), ()])
+def test_cut_elements_beside_one_mixup_weight_keep_their_pixels_outside_the_box(monkeypatch, devices) -> None:
+    """One Mixup pair (one weight for every blended element) and CutMix pairs in the same batch: a cut element is
+    its own image outside its box, on the chunked (CPU) and the whole-batch (GPU) paths alike."""
+    n = 6
+    x, targets = _images(n), torch.arange(n) % C
+    partner = torch.arange(n - 1, -1, -1)
+    use = torch.tensor([True, False, True, True, False, True])  # pairs (0, 5) and (2, 3) cut, (1, 4) blended
+    box = torch.tensor([[1, 9, 7, 15], [0, 0, 0, 0], [0, 5, 0, 8], [0, 5, 0, 8], [0, 0, 0, 0], [1, 9, 7, 15]])
+    lam = torch.where(use, mixing._kept_fraction(box, 12, 15), 0.3).double()
+    p = MixParams(lam=lam, use_cutmix=use, box=box, partner=partner)
+    monkeypatch.setattr(mixing, "CHUNKED_DEVICES", devices)
+    out, y = MixupCutmix(C)(x, targets, params=p)
+    _assert_matches_reference(out, _reference(x, p))
+    torch.testing.assert_close(y.double(), _soft_reference(targets, p), rtol=0, atol=1e-7)
+
+
 def test_uint8_and_float_batches_mix_alike() -> None:
     mixer = MixupCutmix(C, 1.0, 1.0, mode="elem")
     x8 = _images(8, torch.uint8)

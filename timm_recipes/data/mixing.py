@@ -208,14 +208,15 @@ def _beta(x: float, y: float) -> float:
     return x / total if total > 0 else 0.5
 
 
-def _beta_pairs(concentration: Tensor, g: torch.Generator | None, units: int) -> list[np.ndarray]:
-    """One Beta(α, α) array of ``units`` draws per pair of equal shapes in ``concentration`` (see :func:`_beta`)."""
-    if not len(concentration):
-        return []
+def _draw_units(concentration: Tensor, g: torch.Generator | None, units: int) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Everything random about ``units`` draws in one call to the generator: Gamma variates of ``concentration``
+    (see :meth:`MixupCutmix._concentration`), as four rows of uniforms in ``[0, 1)`` (from Exp(1) = Gamma(1)
+    variates E, ``U = 1 − e^−E``) and one Beta(α, α) row per pair of equal shapes after them (see :func:`_beta`)."""
     gammas = torch._standard_gamma(concentration[:, None].repeat(1, units), generator=g).numpy()
-    x, y = gammas[0::2], gammas[1::2]
+    uniforms = -np.expm1(-gammas[:4])
+    x, y = gammas[4::2], gammas[5::2]
     total = x + y
-    return list(np.where(total > 0, x / np.where(total > 0, total, 1.0), 0.5))
+    return uniforms, list(np.where(total > 0, x / np.where(total > 0, total, 1.0), 0.5))
 
 
 def _below(u: np.ndarray, size: int) -> np.ndarray:
@@ -545,7 +546,7 @@ def _mix_whole(src: Tensor, dst: Tensor, plan: _Plan) -> None:
         return
     dev = src.device
     partners = src.flip(0) if plan.flip else src[_to_device(torch.from_numpy(plan.partner), dev)]
-    if plan.weight_scalar is not None:
+    if plan.weight_scalar is not None and not plan.any_cut:  # with cut elements their weight is 0, not the scalar
         _blend(src, partners, plan.weight_scalar, dst)
         for i in plan.selfs:  # blended with itself: exact already for finite pixels; restore it for any value
             dst[i].copy_(partners[plan.partner[i]])
@@ -674,9 +675,9 @@ class MixupCutmix:
     ) -> MixParams:
         """Draw everything random for one batch: method, λ, boxes, partners (see :class:`MixParams`).
 
-        Everything is drawn from ``generator`` (else the transform's, else torch's global one), two calls per
-        batch: uniforms (apply, switch, box centre) and Gamma variates, ``λ = X / (X + Y)`` with ``X, Y ~ Gamma(α)``
-        (a Beta(α, α) draw); nothing else is random.
+        Everything is drawn from ``generator`` (else the transform's, else torch's global one) in one call per
+        batch: Gamma variates, four of shape 1 turned into uniforms (apply, switch, box centre) and two of shape α per
+        method, ``λ = X / (X + Y)`` with ``X, Y ~ Gamma(α)`` (a Beta(α, α) draw); nothing else is random.
         """
         return self._sample(batch_size, height, width, generator)[0]  # type: ignore[return-value]
 
@@ -706,13 +707,13 @@ class MixupCutmix:
         # One draw per unit: the batch, a pair (i, N - 1 - i) or an element.
         units = max(1, {"batch": 1, "pair": n // 2, "elem": n}[self.mode])
         enabled = self.mixup_enabled and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
-        u = torch.rand((4, units), dtype=torch.float64, generator=g).numpy()
+        u, betas_ = _draw_units(self._concentration(), g, units)
         apply = (u[0] < self.prob) & enabled
         if self.mixup_alpha > 0 and self.cutmix_alpha > 0:
             use_cut = u[1] < self.switch_prob
         else:
             use_cut = np.full(units, self.cutmix_alpha > 0)
-        betas = iter(_beta_pairs(self._concentration(), g, units))
+        betas = iter(betas_)
         lam_mix = next(betas) if self.mixup_alpha > 0 else np.ones(units)
         lam_cut = next(betas) if self.cutmix_alpha > 0 else np.ones(units)
         cy, cx = _below(u[2], height), _below(u[3], width)
@@ -741,11 +742,12 @@ class MixupCutmix:
         return params, _Plan.build(lam_e, cut_e, box_e, partner_e)
 
     def _concentration(self) -> Tensor:
-        """The Gamma shapes of one unit's draws: ``(α_mixup, α_mixup)`` and/or ``(α_cutmix, α_cutmix)``, cached."""
+        """The Gamma shapes of one unit's draws, cached: four 1s (Exp(1) variates for the uniforms: apply, switch,
+        box row, box column), then ``(α_mixup, α_mixup)`` and/or ``(α_cutmix, α_cutmix)`` (two Gammas per Beta)."""
         key = (self.mixup_alpha, self.cutmix_alpha)
         cached = self.__dict__.get("_conc")
         if cached is None or cached[0] != key:
-            alphas = [a for a in key if a > 0 for _ in range(2)]
+            alphas = [1.0] * 4 + [a for a in key if a > 0 for _ in range(2)]
             cached = self._conc = (key, torch.tensor(alphas, dtype=torch.float64))
         return cached[1]
 
@@ -756,13 +758,13 @@ class MixupCutmix:
         path with one unit (a few µs instead of dozens of NumPy calls on one-element arrays)."""
         ma, ca = self.mixup_alpha, self.cutmix_alpha
         enabled = self.mixup_enabled and (ma > 0 or ca > 0)
-        u_apply, u_switch, u_row, u_col = torch.rand(4, dtype=torch.float64, generator=g).tolist()
+        gammas = torch._standard_gamma(self._concentration(), generator=g).tolist()  # the one call to the generator
+        u_apply, u_switch, u_row, u_col = (-math.expm1(-e) for e in gammas[:4])
         apply = u_apply < self.prob and enabled
         use_cut = u_switch < self.switch_prob if ma > 0 and ca > 0 else ca > 0
         lam_mix = lam_cut = 1.0
         if ma > 0 or ca > 0:
-            gammas = torch._standard_gamma(self._concentration(), generator=g).tolist()
-            betas = [_beta(gammas[k], gammas[k + 1]) for k in range(0, len(gammas), 2)]
+            betas = [_beta(gammas[k], gammas[k + 1]) for k in range(4, len(gammas), 2)]
             lam_mix = betas[0] if ma > 0 else 1.0
             lam_cut = betas[-1] if ca > 0 else 1.0
         cy, cx = min(int(u_row * height), height - 1), min(int(u_col * width), width - 1)
