@@ -106,6 +106,11 @@ def repo_id(text: str) -> str:
     return text
 
 
+def add_overrides(parser: Any, help: str = "override a recipe value (repeatable)") -> None:
+    """The ``--set KEY=VALUE`` flag (repeatable) every recipe-taking command has; the values land in ``overrides``."""
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help=help)
+
+
 def add_alias(parser: argparse.ArgumentParser, old: str, dest: str, **kwargs: Any) -> None:
     """Keep an older spelling of a flag working without showing it in ``--help``."""
     parser.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kwargs)

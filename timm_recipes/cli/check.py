@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import argparse
 
-from timm_recipes.cli._common import positive_int
+from timm_recipes.cli._common import add_overrides, positive_int
 
 HELP = "sanity-check a recipe: data counts, sizes, statistics, leakage, previews; initial loss; overfit one batch"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", required=True, help="a preset name or a recipe YAML file")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a recipe value (repeatable)",
-    )  # fmt: skip
+    add_overrides(parser)
     parser.add_argument("--output", default=None, help="report folder (default: runs/check-<recipe name>)")
     parser.add_argument("--only", action="append", choices=("data", "initial_loss", "overfit"), default=None,
                         help="run only this check (repeatable; default: all)")  # fmt: skip

@@ -29,7 +29,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from timm_recipes.cli._common import UsageError
+from timm_recipes.cli._common import UsageError, add_overrides
 
 if TYPE_CHECKING:
     from torch import nn
@@ -53,10 +53,7 @@ CHECK_BATCH = 64
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=None, help="run folder (default: runs/demo, or runs/demo-N if taken)")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a value of the demo recipe, e.g. --set schedule.epochs=5 (repeatable)",
-    )  # fmt: skip
+    add_overrides(parser, "override a value of the demo recipe, e.g. --set schedule.epochs=5 (repeatable)")
     parser.add_argument(
         "--cards", type=Path, default=None, metavar="DIR",
         help="also write the model cards (README.md, config.json, recipe.yaml; no weights) to DIR/<name>/, replacing "

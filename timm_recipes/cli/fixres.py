@@ -17,6 +17,7 @@ import argparse
 from timm_recipes.cli._common import (
     UsageError,
     add_alias,
+    add_overrides,
     crop_fraction,
     load_recipe_arg,
     nonneg_int,
@@ -43,10 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--recipe", default=None, help="a preset name or recipe YAML (default: the recipe saved in the checkpoint)"
     )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a recipe value, e.g. --set fixres.epochs=3 (repeatable)",
-    )  # fmt: skip
+    add_overrides(parser, "override a recipe value, e.g. --set fixres.epochs=3 (repeatable)")
     parser.add_argument(
         "--sizes", type=positive_int, nargs="+", default=None, metavar="S",
         help="candidate test sizes (default: fixres.test_sizes, else 1, 1.125, ..., 1.5 times the train size)",

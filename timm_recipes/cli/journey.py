@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from timm_recipes.cli._common import positive_int
+from timm_recipes.cli._common import add_overrides, positive_int
 
 HELP = "measure what each ingredient of a recipe is worth: cumulative steps x seeds, paired gains, a staircase PNG"
 
@@ -30,10 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", default=None, help="journey folder (default: runs/journey-<name>)")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds, overriding the definition's")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a key of the base recipe (e.g. schedule.epochs=1); repeatable",
-    )  # fmt: skip
+    add_overrides(parser, "override a key of the base recipe (e.g. schedule.epochs=1); repeatable")
     parser.add_argument("--steps", type=positive_int, default=None, help="run only the first N steps")
     parser.add_argument("--recompute", action="store_true", help="delete and recompute results of another definition")
     parser.add_argument("--status", action="store_true", help="report what is done; compute nothing")

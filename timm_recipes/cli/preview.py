@@ -14,7 +14,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from timm_recipes.cli._common import UsageError, add_alias, crop_fraction, finite_float, nonneg_int, positive_int
+from timm_recipes.cli._common import (
+    UsageError,
+    add_alias,
+    add_overrides,
+    crop_fraction,
+    finite_float,
+    nonneg_int,
+    positive_int,
+)
 
 HELP = (
     "write a PNG of N pipeline draws on an image (--pipeline), of a Mixup/CutMix batch with its labels (--mix), or of "
@@ -62,8 +70,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sch = parser.add_argument_group("schedule preview")
     sch.add_argument("--schedule", action="store_true", help="draw a recipe's lr (and momentum) against the step")
     sch.add_argument("--recipe", default="demo", help="preset name or recipe YAML (default: %(default)s)")
-    sch.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a recipe value (repeatable)")  # fmt: skip
+    add_overrides(sch)
     sch.add_argument("--lecture", action="store_true", help="draw the lecture's five schedules as variants of it")
     sch.add_argument("--steps-per-epoch", type=positive_int, default=None,
                      help="default: from the recipe's training data and batch size")  # fmt: skip

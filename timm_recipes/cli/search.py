@@ -10,7 +10,15 @@ from __future__ import annotations
 import argparse
 import math
 
-from timm_recipes.cli._common import UsageError, add_alias, finite_float, load_recipe_arg, nonneg_int, positive_int
+from timm_recipes.cli._common import (
+    UsageError,
+    add_alias,
+    add_overrides,
+    finite_float,
+    load_recipe_arg,
+    nonneg_int,
+    positive_int,
+)
 
 HELP = "random search of lr and weight decay, log-uniform 10^U[a, b] (the lecture's rule); seeded and resumable"
 
@@ -32,10 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--output", default=None, help="output folder (default: runs/<recipe name>-search); rerun to resume"
     )
     add_alias(parser, "--out", "output")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a recipe value before the search, e.g. --set data.batch_size=32 (repeatable)",
-    )  # fmt: skip
+    add_overrides(parser, "override a recipe value before the search, e.g. --set data.batch_size=32 (repeatable)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from timm_recipes.cli._common import add_overrides
+
 if TYPE_CHECKING:
     from timm_recipes.config import Recipe
     from timm_recipes.train.trainer import FitResult
@@ -36,13 +38,8 @@ HELP = "train a recipe (preset name or YAML file) with --set overrides; --resume
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recipe", default=None, help="a preset name (see --list) or a recipe YAML file")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override one recipe value, e.g. --set optim.lr=0.2 --set aug.scale_range=[32,40] (repeatable)",
+    add_overrides(
+        parser, "override one recipe value, e.g. --set optim.lr=0.2 --set aug.scale_range=[32,40] (repeatable)"
     )
     parser.add_argument(
         "--resume",
