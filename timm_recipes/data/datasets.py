@@ -151,6 +151,42 @@ def _read_file(path: str) -> bytes:
         raise CorruptImageError(path, f"unreadable ({err.strerror or err})") from err
 
 
+def fetch_skipping_corrupt(
+    dataset: Any,
+    index: int,
+    load: Callable[[int], tuple[Any, int]],
+    name: Callable[[int], str],
+    *,
+    unit: str,
+    where: str,
+) -> tuple[tuple[Any, int], list[str]]:
+    """``load(index)`` of a map-style dataset, or with ``dataset.skip_corrupt`` the next loadable sample after it.
+
+    The one skip rule of every map-style source: a corrupt sample (``CorruptImageError``) is raised, or skipped for
+    the following one (wrapping around), recorded by ``name`` in ``dataset.corrupt_files`` and returned beside the
+    sample, so that batches keep their size and the loader can report it.
+
+    Raises:
+        IndexError: ``index`` outside ``[-len, len)``.
+        RuntimeError: every sample is corrupt.
+    """
+    n = len(dataset)
+    if not -n <= index < n:
+        raise IndexError(f"index {index} out of range for a dataset of {n} {unit}")
+    index %= n
+    skipped: list[str] = []
+    for attempt in range(n):
+        i = (index + attempt) % n
+        try:
+            return load(i), skipped
+        except CorruptImageError:
+            if not dataset.skip_corrupt:
+                raise
+            skipped.append(name(i))
+            dataset.corrupt_files.add(skipped[-1])
+    raise RuntimeError(f"all {n} images {where} are corrupt")
+
+
 # ------------------------------------------------------------------------------------------- image folders
 class ImageFolderDataset(Dataset):
     """Images in one sub-folder per class, the layout of ImageNet and of torchvision's ``ImageFolder``.
@@ -282,22 +318,13 @@ class ImageFolderDataset(Dataset):
 
     def fetch(self, index: int) -> tuple[tuple[Any, int], list[str]]:
         """The sample at ``index`` and the list of corrupt files skipped to produce it (empty almost always)."""
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} images")
-        index %= len(self)
-        skipped: list[str] = []
-        for attempt in range(len(self)):
-            path, target = self.samples[(index + attempt) % len(self)]
-            try:
-                image = decode_and_transform(_read_file(path), self.transform, path)
-            except CorruptImageError:
-                if not self.skip_corrupt:
-                    raise
-                skipped.append(path)
-                self.corrupt_files.add(path)
-                continue
-            return (image, target), skipped
-        raise RuntimeError(f"all {len(self)} images under {str(self.root)!r} are corrupt")
+
+        def load(i: int) -> tuple[Any, int]:
+            path, target = self.samples[i]
+            return decode_and_transform(_read_file(path), self.transform, path), target
+
+        return fetch_skipping_corrupt(self, index, load, lambda i: self.samples[i][0], unit="images",
+                                      where=f"under {str(self.root)!r}")  # fmt: skip
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         return self.fetch(index)[0]

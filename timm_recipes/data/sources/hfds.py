@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from timm_recipes.data.datasets import CorruptImageError
+from timm_recipes.data.datasets import fetch_skipping_corrupt
 from timm_recipes.data.sources.base import CorruptSampleError, RawSample, load_sample
 
 __all__ = ["HfImageDataset", "load_hf_split"]
@@ -143,22 +143,13 @@ class HfImageDataset(Dataset):
 
     def fetch(self, index: int) -> tuple[tuple[Any, int], list[str]]:
         """The sample at ``index`` and the rows skipped as corrupt to produce it."""
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for a dataset of {len(self)} rows")
-        index %= len(self)
-        skipped: list[str] = []
-        for attempt in range(len(self)):
-            row = (index + attempt) % len(self)
-            try:
-                image = load_sample(self._raw(row), self.transform, shard=self.origin, key=f"row {row}")
-            except CorruptImageError:
-                if not self.skip_corrupt:
-                    raise
-                skipped.append(f"{self.origin}#row {row}")
-                self.corrupt_files.add(skipped[-1])
-                continue
-            return (image, int(self.targets[row])), skipped
-        raise RuntimeError(f"all {len(self)} images of {self.origin} are corrupt")
+
+        def load(row: int) -> tuple[Any, int]:
+            image = load_sample(self._raw(row), self.transform, shard=self.origin, key=f"row {row}")
+            return image, int(self.targets[row])
+
+        return fetch_skipping_corrupt(self, index, load, lambda row: f"{self.origin}#row {row}", unit="rows",
+                                      where=f"of {self.origin}")  # fmt: skip
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
         return self.fetch(index)[0]
